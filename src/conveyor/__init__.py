@@ -1,0 +1,3 @@
+"""conveyor: deploy a containerized app and its PostgreSQL database, local -> dev -> prod."""
+
+__version__ = "0.1.0"
