@@ -1,0 +1,25 @@
+"""Shared fixtures. Services are real; when one cannot be started, tests fail loudly (no skips)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import pgserver
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A private PostgreSQL 15 server on 127.0.0.1 for this test session."""
+    try:
+        server = pgserver.start_server()
+    except pgserver.PgServerError as exc:  # pragma: no cover - environment failure
+        pytest.fail(f"cannot start the test PostgreSQL server: {exc}", pytrace=False)
+    yield server
+    pgserver.cleanup(server)
+
+
+@pytest.fixture
+def pg_url(pg_server, request):
+    """URL of a fresh, empty database on the session's server (one per test)."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:50].lower()
+    return pg_server.createdb(name)
