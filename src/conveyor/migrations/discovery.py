@@ -1,0 +1,216 @@
+"""Discovery of migrations in Diesel's on-disk layout, exactly as Diesel reads it.
+
+Layout: ``<dir>/<version>_<name>/up.sql`` with optional ``down.sql`` and ``metadata.toml``.
+The rules below follow Diesel's own source (see docs/diesel-compat.md for the files):
+
+* every entry of ``<dir>`` that is not a plain file and whose name does not start with ``.``
+  is a migration directory; it must contain ``up.sql`` (Diesel: ``UnknownMigrationFormat``
+  otherwise, which includes an empty directory);
+* the version is the part of the directory name before the first ``_`` with every ``-``
+  removed (``migrations_internals::version_from_string``);
+* ``metadata.toml`` is optional; when absent ``run_in_transaction`` is true; when present the
+  key defaults to *false* (``#[serde(default)] bool``);
+* migrations are ordered by version compared as strings.
+
+Where Diesel silently does something surprising, conveyor refuses with a ``DiscoveryError``
+instead (documented in docs/diesel-compat.md): two directories with the same version, a version
+longer than Diesel's ``VARCHAR(50)`` column or an empty one, an empty ``up.sql``, a
+``metadata.toml`` that is not valid TOML or whose ``run_in_transaction`` is not a boolean.
+
+Stdlib only (``tomllib`` is imported only when a ``metadata.toml`` exists).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from conveyor.migrations.errors import DiscoveryError
+
+#: Diesel's version column is VARCHAR(50)
+MAX_VERSION_LENGTH = 50
+
+
+def version_from_name(name: str) -> str:
+    """Diesel's ``version_from_string``: text before the first ``_``, every ``-`` removed."""
+    return name.split("_", 1)[0].replace("-", "")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    #: the full directory name, e.g. ``2023-11-01-120000_create_users``
+    name: str
+    directory: Path
+    up_sql: str
+    down_sql: str | None
+    run_in_transaction: bool
+    #: sha256 hex digest of the bytes of up.sql
+    checksum: str
+
+    @property
+    def up_path(self) -> Path:
+        return self.directory / "up.sql"
+
+    @property
+    def down_path(self) -> Path:
+        return self.directory / "down.sql"
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.directory / "metadata.toml"
+
+    @property
+    def has_down(self) -> bool:
+        return self.down_sql is not None
+
+
+def checksum_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_text(path: Path) -> tuple[bytes, str]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DiscoveryError(f"Cannot read {path}: {exc.strerror or exc}.", path,
+                             "Check the file's permissions.") from exc
+    try:
+        return data, data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DiscoveryError(
+            f"{path} is not valid UTF-8 (byte {exc.start}).", path,
+            "Diesel reads migration files as UTF-8 text; re-save the file as UTF-8.",
+        ) from exc
+
+
+def _run_in_transaction(path: Path) -> bool:
+    if not path.is_file():
+        return True
+    import tomllib
+
+    _, text = _read_text(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DiscoveryError(
+            f"{path} is not valid TOML: {exc}.", path,
+            "Diesel would silently ignore this file and run the migration in a transaction; "
+            "conveyor refuses to guess. Fix the file (e.g. `run_in_transaction = false`).",
+        ) from exc
+    value = data.get("run_in_transaction", False)
+    if not isinstance(value, bool):
+        raise DiscoveryError(
+            f"{path}: run_in_transaction must be a boolean (true or false), got {value!r}.", path,
+            "Diesel would silently ignore the whole file and run the migration in a "
+            "transaction; write `run_in_transaction = false` or `= true` without quotes.",
+        )
+    return value
+
+
+def load_migration(directory: Path) -> Migration:
+    """Read one migration directory (which must contain up.sql)."""
+    name = directory.name
+    version = version_from_name(name)
+    if not version:
+        raise DiscoveryError(
+            f"Migration directory {directory} has no version: its name starts with '_'.",
+            directory,
+            "Name it <version>_<name>, e.g. 2024-01-31-120000_create_users "
+            "(`conveyor migrate generate NAME` does this).",
+        )
+    if len(version) > MAX_VERSION_LENGTH:
+        raise DiscoveryError(
+            f"Migration directory {directory} gives the version {version!r}, "
+            f"{len(version)} characters long; Diesel's __diesel_schema_migrations.version is "
+            f"VARCHAR({MAX_VERSION_LENGTH}).",
+            directory,
+            "Shorten the part of the name before the first '_' (the version is that part "
+            "with every '-' removed).",
+        )
+    up_path = directory / "up.sql"
+    up_bytes, up_sql = _read_text(up_path)
+    if not up_bytes:
+        raise DiscoveryError(
+            f"{up_path} is empty.", up_path,
+            "Diesel refuses to run an empty migration (EmptyMigration); write the SQL, or "
+            "put a comment such as `-- nothing to do` in it.",
+        )
+    down_path = directory / "down.sql"
+    down_sql: str | None
+    try:
+        _, down_sql = _read_text(down_path)
+    except DiscoveryError:
+        if down_path.exists():
+            raise
+        down_sql = None
+    return Migration(
+        version=version,
+        name=name,
+        directory=directory,
+        up_sql=up_sql,
+        down_sql=down_sql,
+        run_in_transaction=_run_in_transaction(directory / "metadata.toml"),
+        checksum=checksum_of(up_bytes),
+    )
+
+
+def discover(directory: Path | str) -> list[Migration]:
+    """All migrations in ``directory``, sorted by version (as a string).
+
+    Raises ``DiscoveryError`` when the directory is missing or not in Diesel's layout.
+    """
+    directory = Path(directory)
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError as exc:
+        raise DiscoveryError(
+            f"The migration directory {directory} does not exist.", directory,
+            "Create it (`conveyor migrate generate NAME` creates it), or point "
+            "--migration-dir / the config's migrations directory at the right place.",
+        ) from exc
+    except NotADirectoryError as exc:
+        raise DiscoveryError(f"The migration directory {directory} is not a directory.",
+                             directory, "Point --migration-dir at a directory.") from exc
+    except OSError as exc:
+        raise DiscoveryError(f"Cannot read the migration directory {directory}: "
+                             f"{exc.strerror or exc}.", directory,
+                             "Check its permissions.") from exc
+
+    migrations: list[Migration] = []
+    by_version: dict[str, Migration] = {}
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue  # Diesel skips dot entries (e.g. .diesel_lock, .git)
+        try:
+            if not entry.is_dir():  # plain files (README.md, ...) are ignored like Diesel does
+                continue
+            names = [n for n in os.listdir(entry.path) if not n.startswith(".")]
+        except OSError:
+            continue
+        path = Path(entry.path)
+        if "up.sql" not in names:
+            what = "is empty" if not names else "has no up.sql"
+            raise DiscoveryError(
+                f"Migration directory {path} {what}; every directory in {directory} that does "
+                "not start with '.' must contain an up.sql (Diesel refuses it too: "
+                "UnknownMigrationFormat).",
+                path,
+                "Add the up.sql, or remove or rename the directory to start with '.'.",
+            )
+        migration = load_migration(path)
+        other = by_version.get(migration.version)
+        if other is not None:
+            first, second = sorted([other.name, migration.name])
+            raise DiscoveryError(
+                f"Two migration directories give the same version {migration.version!r}: "
+                f"{first!r} and {second!r} in {directory} (Diesel would silently keep only one).",
+                path,
+                "Give one of them a new version (rename the directory's leading timestamp).",
+            )
+        by_version[migration.version] = migration
+        migrations.append(migration)
+    migrations.sort(key=lambda m: m.version)
+    return migrations

@@ -1,0 +1,194 @@
+"""Typed errors of the migration engine.
+
+Every error renders (``str()``) as one paragraph that says what went wrong, where, and how to fix
+it, so the CLI prints it as is, without a traceback. Nothing here imports psycopg.
+"""
+
+from __future__ import annotations
+
+import re
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)", re.I)
+_KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.I)
+
+
+def mask_secrets(text: str) -> str:
+    """Replace passwords in database URLs / libpq key-value strings with ``***``."""
+    text = _URL_PASSWORD.sub(lambda m: m["head"] + "***" + m["tail"], text)
+    return _KV_PASSWORD.sub(lambda m: m["head"] + "***", text)
+
+
+class MigrationError(Exception):
+    """Base class of every error raised by ``conveyor.migrations``."""
+
+    #: process exit code the CLI uses for this error
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.hint:
+            text += " " + self.hint
+        return mask_secrets(text)
+
+    def to_dict(self) -> dict:
+        return {"error": type(self).__name__, "message": str(self)}
+
+
+class DiscoveryError(MigrationError):
+    """The migration directory cannot be read as Diesel's layout."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, path: object = None, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.path = path
+
+
+class UsageError(MigrationError):
+    """Bad arguments or configuration (exit code 2)."""
+
+    exit_code = 2
+
+
+class ConnectionFailed(MigrationError):
+    """The database cannot be reached."""
+
+    exit_code = 1
+
+
+class MigrationFailed(MigrationError):
+    """A migration's SQL failed in PostgreSQL."""
+
+    def __init__(
+        self,
+        version: str,
+        name: str,
+        file: str,
+        line: int | None,
+        column: int | None,
+        message: str,
+        hint: str | None = None,
+        statement: str | None = None,
+        *,
+        detail: str | None = None,
+        sqlstate: str | None = None,
+        direction: str = "up",
+        rolled_back: bool = True,
+        position: int | None = None,
+    ) -> None:
+        super().__init__(message, hint)
+        self.version = version
+        self.name = name
+        self.file = file
+        self.line = line
+        self.column = column
+        self.statement = statement
+        self.detail = detail
+        self.sqlstate = sqlstate
+        self.direction = direction
+        self.rolled_back = rolled_back
+        self.position = position
+
+    @property
+    def location(self) -> str:
+        loc = self.file
+        if self.line is not None:
+            loc += f":{self.line}"
+            if self.column is not None:
+                loc += f":{self.column}"
+        return loc
+
+    def __str__(self) -> str:
+        verb = "applying" if self.direction == "up" else "reverting"
+        parts = [f"Migration {self.name} (version {self.version}) failed while {verb} it, at "
+                 f"{self.location}: {self.message.rstrip('.')}."]
+        if self.sqlstate:
+            parts[-1] = parts[-1][:-1] + f" [SQLSTATE {self.sqlstate}]."
+        if self.detail:
+            parts.append(f"Detail: {self.detail.rstrip('.')}.")
+        if self.hint:
+            parts.append(f"Hint: {self.hint.rstrip('.')}.")
+        if self.statement:
+            stmt = " ".join(self.statement.split())
+            if len(stmt) > 200:
+                stmt = stmt[:197] + "..."
+            parts.append(f"Failing statement: {stmt}")
+        if self.rolled_back:
+            parts.append("The migration ran in a transaction, which was rolled back: the database "
+                         "is as it was before it. Fix the SQL and run again.")
+        else:
+            parts.append("The migration has run_in_transaction = false: statements before the "
+                         "failing one may have been committed; check the database before re-running.")
+        return mask_secrets(" ".join(parts))
+
+    def to_dict(self) -> dict:
+        return {
+            "error": "MigrationFailed",
+            "version": self.version,
+            "name": self.name,
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "position": self.position,
+            "message": self.message,
+            "detail": self.detail,
+            "hint": self.hint,
+            "sqlstate": self.sqlstate,
+            "statement": self.statement,
+            "direction": self.direction,
+            "rolled_back": self.rolled_back,
+            "text": str(self),
+        }
+
+
+class NotRevertible(MigrationError):
+    """A migration to revert has no down.sql (or an empty one), or is missing on disk."""
+
+
+class LockTimeout(MigrationError):
+    """Another runner held the advisory lock for longer than the timeout."""
+
+    def __init__(self, key: int, timeout: float, holders: list[dict] | None = None) -> None:
+        self.key = key
+        self.timeout = timeout
+        self.holders = holders or []
+        who = "; ".join(
+            f"pid {h.get('pid')} ({h.get('usename') or '?'}@{h.get('client_addr') or 'local'}, "
+            f"application {h.get('application_name') or '?'!r}, since {h.get('backend_start')}, "
+            f"state {h.get('state') or '?'})"
+            for h in self.holders
+        ) or "unknown (pg_locks showed no holder; it may just have been released)"
+        super().__init__(
+            f"Timed out after {timeout:g} s waiting for the migration lock (PostgreSQL advisory "
+            f"lock key {key}, i.e. pg_advisory_lock({key})); it is held by {who}.",
+            "Another `conveyor migrate` (or a stuck session) is migrating this database: wait for "
+            "it, raise --lock-timeout, or end the holder with pg_terminate_backend(pid) if it is "
+            "stuck.",
+        )
+
+    def to_dict(self) -> dict:
+        return {"error": "LockTimeout", "key": self.key, "timeout": self.timeout,
+                "holders": self.holders, "message": str(self)}
+
+
+class DriftError(MigrationError):
+    """Applied migrations differ from the files on disk."""
+
+    def __init__(self, problems: list) -> None:
+        self.problems = list(problems)
+        lines = "; ".join(str(p) for p in self.problems)
+        super().__init__(
+            f"Refusing to run: the database and the migration directory have drifted: {lines}.",
+            "Restore the original files (e.g. from git), or re-run with --allow-drift if the "
+            "difference is intended.",
+        )
+
+    def to_dict(self) -> dict:
+        return {"error": "DriftError", "message": str(self),
+                "problems": [p.to_dict() if hasattr(p, "to_dict") else str(p)
+                             for p in self.problems]}
