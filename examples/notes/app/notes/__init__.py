@@ -1,0 +1,1 @@
+"""notes: the example HTTP API that conveyor deploys (local, dev and prod stages)."""
