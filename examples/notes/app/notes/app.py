@@ -245,7 +245,11 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s:%(name)s: %(message)s")
+        level = os.environ.get("LOG_LEVEL", "info").strip().upper()
+        logging.basicConfig(
+            level=getattr(logging, level, logging.INFO),
+            format="%(levelname)s:%(name)s: %(message)s",
+        )
     logging.getLogger("psycopg.pool").setLevel(logging.WARNING)
     db = Database.from_env()
     await db.open()
