@@ -1,0 +1,97 @@
+"""One renderer for every command: rich lines for people, JSON events (one per line) for
+machines. Every text goes through the redactor, so a secret never reaches the terminal."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import Any, Iterable
+
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.I)
+
+
+class Redactor:
+    """Replaces known secret values (and any password inside a URL) with ***."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets: set[str] = set()
+        for s in secrets:
+            self.add(s)
+
+    def add(self, secret: str | None) -> None:
+        if secret and len(secret) >= 3:
+            self._secrets.add(secret)
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for s in sorted(self._secrets, key=len, reverse=True):
+                value = value.replace(s, "***")
+            return _URL_PASSWORD.sub(r"\1***@", value)
+        if isinstance(value, dict):
+            return {k: self(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self(v) for v in value]
+        return value
+
+
+class Renderer:
+    def __init__(self, *, json_mode: bool = False, verbose: bool = False,
+                 redactor: Redactor | None = None, stream=None) -> None:
+        self.json_mode = json_mode
+        self.verbose = verbose
+        self.redact = redactor or Redactor()
+        self._stream = stream or sys.stdout
+        self._console = None
+
+    @property
+    def console(self):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(file=self._stream, highlight=False, soft_wrap=True)
+        return self._console
+
+    # events from conveyor.pipeline ------------------------------------------------------
+    def __call__(self, event: dict[str, Any]) -> None:
+        event = self.redact(event)
+        if self.json_mode:
+            self._stream.write(json.dumps(event, default=str) + "\n")
+            self._stream.flush()
+            return
+        kind = event["event"]
+        c = self.console
+        if kind == "step_started":
+            c.print(f"[cyan]▶[/cyan] {event['step']} ...")
+        elif kind == "step_finished":
+            notes = "; ".join(event.get("notes") or [])
+            c.print(f"[green]✓[/green] {event['step']} [dim]{event['duration']:.2f}s[/dim]"
+                    + (f"  {notes}" if notes else ""))
+        elif kind == "step_failed":
+            c.print(f"[bold red]✗ {event['step']} failed[/bold red] "
+                    f"[dim]{event['duration']:.2f}s[/dim]")
+        elif kind == "output" and self.verbose:
+            c.print(f"    [dim]{_escape(event['line'])}[/dim]")
+        elif kind == "undo_started":
+            c.print(f"[yellow]↺[/yellow] undo {event['step']} ...")
+        elif kind == "undo_finished":
+            c.print(f"[yellow]↺[/yellow] undo {event['step']}: {event['status']}"
+                    + (f" ({event['error']})" if event.get("error") else ""))
+        elif kind == "message":
+            c.print(_escape(event["text"]))
+
+    def message(self, text: str, **fields: Any) -> None:
+        self({"event": "message", "text": text, **fields})
+
+    def result(self, data: dict[str, Any], human: str | None = None) -> None:
+        data = self.redact(data)
+        if self.json_mode:
+            self._stream.write(json.dumps({"event": "result", **data}, default=str) + "\n")
+        elif human is not None:
+            self.console.print(self.redact(human))
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
