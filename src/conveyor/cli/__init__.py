@@ -106,6 +106,18 @@ def _stub(name: str, issue: str, help_text: str) -> None:
                                         "ignore_unknown_options": True})(command)
 
 
+# Command modules register themselves on `app`; each lives in its own module so that work on
+# one stage does not touch the others. Commands not registered (yet) get a stub that says so.
+import importlib  # noqa: E402
+
+for _module in ("local", "remote", "prod", "ci"):
+    try:
+        importlib.import_module(f"conveyor.cli.{_module}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"conveyor.cli.{_module}":
+            raise
+
+_registered = {c.name for c in app.registered_commands}
 for _name, _issue, _help in [
     ("up", "issue #4", "Bring the local stack up: build, compose up, migrate, health-check."),
     ("down", "issue #4", "Stop the local stack (volumes only with --volumes)."),
@@ -126,7 +138,8 @@ for _name, _issue, _help in [
     ("ci", "issue #7", "Run the pipeline for the current branch."),
     ("init", "issue #7", "Write a conveyor.toml and a CI file for this repository."),
 ]:
-    _stub(_name, _issue, _help)
+    if _name not in _registered:
+        _stub(_name, _issue, _help)
 
 
 def render_error(exc: ConveyorError) -> None:
