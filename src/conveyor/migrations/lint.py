@@ -6,9 +6,11 @@
 How it works
 ------------
 * **squawk** (PyPI ``squawk-cli``, a Rust binary installed next to the Python interpreter) lints
-  each ``up.sql`` (fed on stdin, ``--reporter json``). Migrations that run in a transaction are
-  linted with ``--assume-in-transaction`` so that squawk reports ``CREATE INDEX CONCURRENTLY``
-  inside one. squawk's style rules (``prefer-robust-stmts``, ``prefer-bigint-over-int``,
+  each ``up.sql`` (fed on stdin, ``--reporter json``). For migrations that run in a transaction
+  a second run with ``--assume-in-transaction`` contributes the transaction rules
+  (``CREATE INDEX CONCURRENTLY`` or ``BEGIN``/``COMMIT`` inside one); the first run is without
+  it, because in that mode squawk exempts tables created earlier in the same file on its own,
+  and conveyor makes that decision itself, across files (see below). squawk's style rules (``prefer-robust-stmts``, ``prefer-bigint-over-int``,
   ``require-lock-timeout``, ...) are dropped; its safety rules are kept and classified: data loss
   (``ban-drop-table``, ``ban-drop-column``, ``ban-drop-schema``, ``ban-drop-database``,
   ``ban-truncate-cascade``) is ``destructive``; everything else is a ``warning``.
@@ -127,6 +129,12 @@ SQUAWK_DESTRUCTIVE = frozenset({
 
 #: squawk rules whose statement fails when the migration is applied
 SQUAWK_ERROR = frozenset({"ban-concurrent-index-creation-in-transaction"})
+
+#: rules taken from squawk's ``--assume-in-transaction`` run for transactional migrations
+SQUAWK_TX_RULES = frozenset({
+    "ban-concurrent-index-creation-in-transaction",
+    "transaction-nesting",
+})
 
 #: dropped when SQL with CASCADE makes it destructive (re-reported by conveyor's own check)
 _CASCADE_ESCALATED = {
@@ -781,9 +789,7 @@ def _own_checks(stmt: Statement, facts: Facts, run_in_transaction: bool,
                 f"{label} cannot run inside a transaction block, and this migration runs in "
                 "one: it will fail when applied.",
                 "Move the statement alone into its own migration and add metadata.toml with "
-                "`run_in_transaction = false`.",
-                frozenset({"ban-concurrent-index-creation-in-transaction"})
-                if label == "CREATE INDEX CONCURRENTLY" else frozenset()))
+                "`run_in_transaction = false`."))
         elif multi_statement:
             out.append(_Own(
                 "non-transactional-not-alone", "error", first,
@@ -963,8 +969,16 @@ def lint_migrations(
         file = str(up_path)
         statements = split_statements(sql)
         lines = _LineIndex(sql)
-        violations = run_squawk(binary, sql, filepath=file, in_transaction=m.run_in_transaction,
+        # squawk without --assume-in-transaction: in that mode squawk exempts tables created
+        # earlier in the file itself; conveyor decides which tables are new (across files, and
+        # knowing existing_tables). The transaction rules come from a second run with it.
+        violations = run_squawk(binary, sql, filepath=file, in_transaction=False,
                                 cwd=up_path.parent)
+        if m.run_in_transaction:
+            violations = [v for v in violations if v.get("rule_name") not in SQUAWK_TX_RULES]
+            violations += [v for v in run_squawk(binary, sql, filepath=file, in_transaction=True,
+                                                 cwd=up_path.parent)
+                           if v.get("rule_name") in SQUAWK_TX_RULES]
 
         # squawk's findings, attached to our statements
         by_stmt: dict[int, list[tuple[dict, int]]] = {}
@@ -985,9 +999,11 @@ def lint_migrations(
             squawk_here = by_stmt.get(st.index, [])
             squawk_rules = {str(v.get("rule_name")) for v, _ in squawk_here}
             cascade_kinds = set()
+            own_rules = set()
             for own in _own_checks(st, facts, m.run_in_transaction, multi):
                 if own.covered_by & squawk_rules:
                     continue
+                own_rules.add(own.rule)
                 if own.rule.startswith("drop-") and own.rule.endswith("-cascade"):
                     cascade_kinds.add(own.rule[len("drop-"):-len("-cascade")])
                 if on_new_table and own.severity != "error":
@@ -1002,6 +1018,9 @@ def lint_migrations(
                 rule = str(v.get("rule_name"))
                 if rule in _CASCADE_ESCALATED and _CASCADE_ESCALATED[rule] in cascade_kinds:
                     continue  # reported as destructive by our own check
+                if rule == "ban-concurrent-index-creation-in-transaction" and \
+                        "concurrently-in-transaction" in own_rules:
+                    continue  # ours is authoritative: squawk skips single-statement files
                 if rule == "constraint-missing-not-valid" and \
                         (v.get("line_end"), v.get("column_end")) in ends:
                     continue
