@@ -1,0 +1,511 @@
+"""A minimal PostgreSQL client over libpq: one connection, simple-protocol queries.
+
+Why not psycopg's high-level API: ``import psycopg`` costs 0.3-0.45 s of start-up here, which
+alone breaks the 0.15 s budget of a no-op ``conveyor migrate run``. libpq itself is what psycopg
+uses; it loads in ~5 ms through ``ctypes``. This module talks to libpq directly and offers only
+what the engine needs: connect, send one simple-protocol query (``PQsendQuery``, the same
+protocol as Diesel's ``batch_execute``/``PQexec``), collect every result, and report server
+errors with all their fields (message, detail, hint, position, SQLSTATE).
+
+Two interchangeable backends, same semantics (both are libpq):
+
+* ``ctypes``: libpq loaded with ctypes (``$CONVEYOR_LIBPQ``, then the system ``libpq.so.5``,
+  then the copy bundled in the ``psycopg_binary`` wheel);
+* ``psycopg``: psycopg's own low-level libpq wrapper (``psycopg.pq``), used when no libpq can be
+  loaded by ctypes (or when ``CONVEYOR_PQ=psycopg``).
+
+Waiting for results uses ``select()`` so that Ctrl-C interrupts a long migration: the running
+query is cancelled (``PQcancel``) and the interruption is re-raised.
+
+Stdlib only at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+
+# libpq ExecStatusType
+EMPTY_QUERY, COMMAND_OK, TUPLES_OK, COPY_OUT, COPY_IN = 0, 1, 2, 3, 4
+BAD_RESPONSE, NONFATAL_ERROR, FATAL_ERROR, COPY_BOTH = 5, 6, 7, 8
+# PGTransactionStatusType
+TRANS_IDLE, TRANS_ACTIVE, TRANS_INTRANS, TRANS_INERROR, TRANS_UNKNOWN = 0, 1, 2, 3, 4
+
+# error field codes (PG_DIAG_*)
+_FIELDS = {
+    "severity": ord("V"),  # non-localized severity
+    "sqlstate": ord("C"),
+    "message": ord("M"),
+    "detail": ord("D"),
+    "hint": ord("H"),
+    "position": ord("P"),
+    "internal_position": ord("p"),
+    "internal_query": ord("q"),
+    "context": ord("W"),
+    "schema": ord("s"),
+    "table": ord("t"),
+    "column": ord("c"),
+    "constraint": ord("n"),
+}
+
+
+def _dec(b: bytes | None) -> str | None:
+    return None if b is None else b.decode("utf-8", "replace")
+
+
+class PgError(Exception):
+    """An error result from the server (or from libpq while running a query)."""
+
+    def __init__(self, fields: dict[str, str | None], results: list | None = None) -> None:
+        self.fields = fields
+        self.sqlstate = fields.get("sqlstate")
+        self.message = fields.get("message") or "unknown error"
+        self.detail = fields.get("detail")
+        self.hint = fields.get("hint")
+        self.context = fields.get("context")
+        pos = fields.get("position")
+        self.position = int(pos) if pos and pos.isdigit() else None
+        #: results of the statements that completed before the error, in order
+        self.results = results or []
+        super().__init__(self.message)
+
+
+class ConnectError(Exception):
+    """libpq could not connect (or lost the connection)."""
+
+
+class Result:
+    __slots__ = ("status", "command", "rows")
+
+    def __init__(self, status: int, command: str, rows: list[tuple]) -> None:
+        self.status = status
+        self.command = command
+        self.rows = rows
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return f"Result({self.command!r}, {len(self.rows)} rows)"
+
+
+# --------------------------------------------------------------------------- backends
+
+
+class _CtypesBackend:
+    name = "ctypes"
+
+    def __init__(self, lib) -> None:
+        import ctypes as C
+
+        self.C = C
+        self.lib = lib
+        P, S, I = C.c_void_p, C.c_char_p, C.c_int
+        sig = {
+            "PQconnectdb": ([S], P),
+            "PQstatus": ([P], I),
+            "PQerrorMessage": ([P], S),
+            "PQfinish": ([P], None),
+            "PQsendQuery": ([P, S], I),
+            "PQsocket": ([P], I),
+            "PQconsumeInput": ([P], I),
+            "PQisBusy": ([P], I),
+            "PQgetResult": ([P], P),
+            "PQresultStatus": ([P], I),
+            "PQresultErrorField": ([P, I], S),
+            "PQresultErrorMessage": ([P], S),
+            "PQcmdStatus": ([P], S),
+            "PQntuples": ([P], I),
+            "PQnfields": ([P], I),
+            "PQgetvalue": ([P, I, I], S),
+            "PQgetisnull": ([P, I, I], I),
+            "PQclear": ([P], None),
+            "PQtransactionStatus": ([P], I),
+            "PQgetCancel": ([P], P),
+            "PQcancel": ([P, S, I], I),
+            "PQfreeCancel": ([P], None),
+            "PQputCopyEnd": ([P, S], I),
+            "PQgetCopyData": ([P, C.POINTER(C.c_char_p), I], I),
+            "PQfreemem": ([P], None),
+            "PQbackendPID": ([P], I),
+            "PQserverVersion": ([P], I),
+        }
+        for fname, (args, res) in sig.items():
+            f = getattr(lib, fname)
+            f.argtypes = args
+            f.restype = res
+        self._notice_type = C.CFUNCTYPE(None, C.c_void_p, C.c_char_p)
+        lib.PQsetNoticeProcessor.argtypes = [P, self._notice_type, P]
+        lib.PQsetNoticeProcessor.restype = P
+
+    # connection
+    def connect(self, conninfo: bytes):
+        h = self.lib.PQconnectdb(conninfo)
+        if not h:
+            raise ConnectError("out of memory allocating the libpq connection")
+        if self.lib.PQstatus(h) != 0:
+            msg = _dec(self.lib.PQerrorMessage(h)) or "unknown error"
+            self.lib.PQfinish(h)
+            raise ConnectError(msg.strip())
+        return h
+
+    def set_notice_sink(self, h, sink: list) -> object:
+        def proc(_arg, msg):
+            sink.append((_dec(msg) or "").rstrip())
+
+        cb = self._notice_type(proc)
+        self.lib.PQsetNoticeProcessor(h, cb, None)
+        return cb  # keep a reference for the connection's lifetime
+
+    def error_message(self, h) -> str:
+        return (_dec(self.lib.PQerrorMessage(h)) or "").strip()
+
+    def finish(self, h) -> None:
+        self.lib.PQfinish(h)
+
+    def send_query(self, h, q: bytes) -> bool:
+        return bool(self.lib.PQsendQuery(h, q))
+
+    def socket(self, h) -> int:
+        return self.lib.PQsocket(h)
+
+    def consume_input(self, h) -> bool:
+        return bool(self.lib.PQconsumeInput(h))
+
+    def is_busy(self, h) -> bool:
+        return bool(self.lib.PQisBusy(h))
+
+    def get_result(self, h):
+        return self.lib.PQgetResult(h) or None
+
+    def transaction_status(self, h) -> int:
+        return self.lib.PQtransactionStatus(h)
+
+    def backend_pid(self, h) -> int:
+        return self.lib.PQbackendPID(h)
+
+    def server_version(self, h) -> int:
+        return self.lib.PQserverVersion(h)
+
+    def cancel(self, h) -> None:
+        c = self.lib.PQgetCancel(h)
+        if c:
+            buf = self.C.create_string_buffer(256)
+            self.lib.PQcancel(c, buf, 256)
+            self.lib.PQfreeCancel(c)
+
+    def put_copy_end(self, h, msg: bytes) -> None:
+        self.lib.PQputCopyEnd(h, msg)
+
+    def drain_copy_out(self, h) -> None:
+        buf = self.C.c_char_p()
+        while True:
+            n = self.lib.PQgetCopyData(h, self.C.byref(buf), 0)
+            if n > 0:
+                self.lib.PQfreemem(self.C.cast(buf, self.C.c_void_p))
+                continue
+            break
+
+    # results
+    def result_status(self, r) -> int:
+        return self.lib.PQresultStatus(r)
+
+    def error_field(self, r, code: int) -> str | None:
+        return _dec(self.lib.PQresultErrorField(r, code))
+
+    def result_error_message(self, r) -> str:
+        return (_dec(self.lib.PQresultErrorMessage(r)) or "").strip()
+
+    def command(self, r) -> str:
+        return _dec(self.lib.PQcmdStatus(r)) or ""
+
+    def rows(self, r) -> list[tuple]:
+        lib = self.lib
+        nt, nf = lib.PQntuples(r), lib.PQnfields(r)
+        out = []
+        for i in range(nt):
+            out.append(tuple(
+                None if lib.PQgetisnull(r, i, j) else lib.PQgetvalue(r, i, j).decode("utf-8", "replace")
+                for j in range(nf)
+            ))
+        return out
+
+    def clear(self, r) -> None:
+        self.lib.PQclear(r)
+
+
+class _PsycopgBackend:
+    name = "psycopg"
+
+    def __init__(self) -> None:
+        from psycopg import pq
+
+        self.pq = pq
+
+    def connect(self, conninfo: bytes):
+        h = self.pq.PGconn.connect(conninfo)
+        if h.status != self.pq.ConnStatus.OK:
+            msg = _dec(h.error_message) or "unknown error"
+            h.finish()
+            raise ConnectError(msg.strip())
+        return h
+
+    def set_notice_sink(self, h, sink: list) -> object:
+        def handler(res):
+            sink.append((_dec(res.error_message) or "").rstrip())
+
+        h.notice_handler = handler
+        return handler
+
+    def error_message(self, h) -> str:
+        return (_dec(h.error_message) or "").strip()
+
+    def finish(self, h) -> None:
+        h.finish()
+
+    def send_query(self, h, q: bytes) -> bool:
+        try:
+            h.send_query(q)
+        except Exception:
+            return False
+        return True
+
+    def socket(self, h) -> int:
+        return h.socket
+
+    def consume_input(self, h) -> bool:
+        try:
+            h.consume_input()
+        except Exception:
+            return False
+        return True
+
+    def is_busy(self, h) -> bool:
+        return bool(h.is_busy())
+
+    def get_result(self, h):
+        return h.get_result()
+
+    def transaction_status(self, h) -> int:
+        return int(h.transaction_status)
+
+    def backend_pid(self, h) -> int:
+        return h.backend_pid
+
+    def server_version(self, h) -> int:
+        return h.server_version
+
+    def cancel(self, h) -> None:
+        try:
+            h.get_cancel().cancel()
+        except Exception:
+            pass
+
+    def put_copy_end(self, h, msg: bytes) -> None:
+        h.put_copy_end(msg)
+
+    def drain_copy_out(self, h) -> None:
+        while True:
+            n, _ = h.get_copy_data(0)
+            if n <= 0:
+                break
+
+    def result_status(self, r) -> int:
+        return int(r.status)
+
+    def error_field(self, r, code: int) -> str | None:
+        return _dec(r.error_field(self.pq.DiagnosticField(code)))
+
+    def result_error_message(self, r) -> str:
+        return (_dec(r.error_message) or "").strip()
+
+    def command(self, r) -> str:
+        return _dec(r.command_status) or ""
+
+    def rows(self, r) -> list[tuple]:
+        return [
+            tuple(_dec(r.get_value(i, j)) for j in range(r.nfields)) for i in range(r.ntuples)
+        ]
+
+    def clear(self, r) -> None:
+        r.clear()
+
+
+_backend = None
+
+
+def _load_ctypes_libpq():
+    import ctypes
+
+    candidates = []
+    env = os.environ.get("CONVEYOR_LIBPQ")
+    if env:
+        candidates.append(env)
+    candidates += ["libpq.so.5", "libpq.5.dylib", "libpq.dylib"]
+    for cand in candidates:
+        try:
+            return ctypes.CDLL(cand)
+        except OSError:
+            continue
+    # the libpq bundled in psycopg's binary wheel (psycopg_binary.libs/libpq-*.so*)
+    import glob
+
+    for entry in sys.path:
+        for path in sorted(glob.glob(os.path.join(entry or ".", "psycopg_binary.libs", "libpq*.so*"))):
+            try:
+                return ctypes.CDLL(path)
+            except OSError:
+                continue
+    return None
+
+
+def backend():
+    """The libpq backend in use (loaded on first call)."""
+    global _backend
+    if _backend is None:
+        choice = os.environ.get("CONVEYOR_PQ", "auto")
+        if choice in ("auto", "ctypes"):
+            lib = _load_ctypes_libpq()
+            if lib is not None:
+                _backend = _CtypesBackend(lib)
+            elif choice == "ctypes":
+                raise ConnectError("CONVEYOR_PQ=ctypes but no libpq could be loaded "
+                                   "(set CONVEYOR_LIBPQ to its path)")
+        if _backend is None:
+            try:
+                _backend = _PsycopgBackend()
+            except ImportError as exc:
+                raise ConnectError(
+                    "Neither libpq (libpq.so.5) nor psycopg is available to talk to PostgreSQL; "
+                    "install psycopg[binary] or the libpq5 package"
+                ) from exc
+    return _backend
+
+
+# --------------------------------------------------------------------------- connection
+
+
+class Connection:
+    """One libpq connection. ``execute(sql)`` sends ``sql`` as a single simple-protocol query."""
+
+    def __init__(self, conninfo: str) -> None:
+        self._b = backend()
+        self._h = self._b.connect(conninfo.encode("utf-8"))
+        self.notices: list[str] = []
+        self._notice_ref = self._b.set_notice_sink(self._h, self.notices)
+
+    @property
+    def backend_name(self) -> str:
+        return self._b.name
+
+    @property
+    def backend_pid(self) -> int:
+        return self._b.backend_pid(self._h)
+
+    @property
+    def server_version(self) -> int:
+        return self._b.server_version(self._h)
+
+    @property
+    def transaction_status(self) -> int:
+        return self._b.transaction_status(self._h)
+
+    @property
+    def closed(self) -> bool:
+        return self._h is None
+
+    def close(self) -> None:
+        if self._h is not None:
+            self._b.finish(self._h)
+            self._h = None
+
+    def __enter__(self) -> "Connection":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _wait(self) -> None:
+        b, h = self._b, self._h
+        while True:
+            if not b.consume_input(h):
+                raise ConnectError(b.error_message(h) or "connection lost")
+            if not b.is_busy(h):
+                return
+            select.select([b.socket(h)], [], [])
+
+    def execute(self, sql: str) -> list[Result]:
+        """Run ``sql`` (possibly many statements) as one simple query; return every result.
+
+        Raises ``PgError`` for the first error (PostgreSQL stops the query string there);
+        ``PgError.results`` holds the results of the statements that completed before it.
+        """
+        b, h = self._b, self._h
+        if h is None:
+            raise ConnectError("connection is closed")
+        if not b.send_query(h, sql.encode("utf-8")):
+            raise ConnectError(b.error_message(h) or "could not send the query")
+        results: list[Result] = []
+        error: PgError | None = None
+        try:
+            while True:
+                self._wait()
+                r = b.get_result(h)
+                if r is None:
+                    break
+                try:
+                    st = b.result_status(r)
+                    if st in (FATAL_ERROR, BAD_RESPONSE):
+                        if error is None:
+                            fields = {k: b.error_field(r, c) for k, c in _FIELDS.items()}
+                            if not fields.get("message"):
+                                fields["message"] = b.result_error_message(r) or b.error_message(h)
+                            error = PgError(fields, results)
+                    elif st == TUPLES_OK:
+                        results.append(Result(st, b.command(r), b.rows(r)))
+                    elif st == COPY_IN:
+                        b.put_copy_end(h, b"COPY FROM STDIN is not supported in migrations")
+                    elif st == COPY_OUT:
+                        b.drain_copy_out(h)
+                    else:
+                        results.append(Result(st, b.command(r), []))
+                finally:
+                    b.clear(r)
+        except KeyboardInterrupt:
+            b.cancel(h)
+            try:
+                while True:  # drain what the cancelled query still sends
+                    self._wait()
+                    r = b.get_result(h)
+                    if r is None:
+                        break
+                    b.clear(r)
+            except (ConnectError, KeyboardInterrupt):
+                pass
+            raise
+        if error is not None:
+            raise error
+        return results
+
+    def query(self, sql: str) -> list[tuple]:
+        """Rows of the last result that returned rows."""
+        rows: list[tuple] = []
+        for r in self.execute(sql):
+            if r.status == TUPLES_OK:
+                rows = r.rows
+        return rows
+
+
+def connect(conninfo: str) -> Connection:
+    return Connection(conninfo)
+
+
+def quote_literal(value: str) -> str:
+    """A SQL string literal that is correct whatever standard_conforming_strings is."""
+    if "\x00" in value:
+        raise ValueError("NUL character in a SQL literal")
+    if "\\" in value:
+        return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+    return "'" + value.replace("'", "''") + "'"
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
