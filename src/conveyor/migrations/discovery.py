@@ -17,14 +17,14 @@ instead (documented in docs/diesel-compat.md): two directories with the same ver
 longer than Diesel's ``VARCHAR(50)`` column or an empty one, an empty ``up.sql``, a
 ``metadata.toml`` that is not valid TOML or whose ``run_in_transaction`` is not a boolean.
 
-Stdlib only (``tomllib`` is imported only when a ``metadata.toml`` exists).
+Stdlib only (``tomllib`` is imported only for a ``metadata.toml`` that is more than
+``run_in_transaction = true|false`` and comments).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.migrations.errors import DiscoveryError
@@ -38,8 +38,16 @@ def version_from_name(name: str) -> str:
     return name.split("_", 1)[0].replace("-", "")
 
 
-@dataclass(frozen=True)
 class Migration:
+    """One migration directory (immutable value: equality, hash and repr over its fields).
+
+    Written by hand instead of ``@dataclass(frozen=True)``: importing ``dataclasses`` pulls in
+    ``inspect`` and costs more start-up time than a no-op ``conveyor migrate run`` can spare.
+    """
+
+    __slots__ = ("version", "name", "directory", "up_sql", "down_sql", "run_in_transaction",
+                 "checksum")
+
     version: str
     #: the full directory name, e.g. ``2023-11-01-120000_create_users``
     name: str
@@ -49,6 +57,38 @@ class Migration:
     run_in_transaction: bool
     #: sha256 hex digest of the bytes of up.sql
     checksum: str
+
+    def __init__(self, version: str, name: str, directory: Path, up_sql: str,
+                 down_sql: str | None, run_in_transaction: bool, checksum: str) -> None:
+        for key, value in (("version", version), ("name", name), ("directory", directory),
+                           ("up_sql", up_sql), ("down_sql", down_sql),
+                           ("run_in_transaction", run_in_transaction), ("checksum", checksum)):
+            object.__setattr__(self, key, value)
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"Migration is immutable (cannot set {key!r})")
+
+    def __delattr__(self, key):
+        raise AttributeError(f"Migration is immutable (cannot delete {key!r})")
+
+    def _key(self) -> tuple:
+        return tuple(getattr(self, k) for k in self.__slots__)
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"Migration(version={self.version!r}, name={self.name!r}, "
+                f"directory={self.directory!r}, run_in_transaction={self.run_in_transaction!r}, "
+                f"checksum={self.checksum[:12]!r}...)")
+
+    def __reduce__(self):
+        return (Migration, self._key())
 
     @property
     def up_path(self) -> Path:
@@ -86,12 +126,24 @@ def _read_text(path: Path) -> tuple[bytes, str]:
         ) from exc
 
 
+_TRIVIAL_TOML = {
+    "run_in_transaction=false": False,
+    "run_in_transaction=true": True,
+    "": False,  # a metadata.toml without the key: serde's default for bool, i.e. false
+}
+
+
 def _run_in_transaction(path: Path) -> bool:
     if not path.is_file():
-        return True
+        return True  # no metadata.toml: Diesel's TomlMetadata::default(), i.e. true
+    _, text = _read_text(path)
+    # The common files ("run_in_transaction = false", comments) without importing tomllib.
+    lines = [ln.split("#", 1)[0].replace(" ", "").replace("\t", "") for ln in text.splitlines()]
+    key = "".join(ln for ln in lines if ln)
+    if key in _TRIVIAL_TOML and '"' not in text and "'" not in text:
+        return _TRIVIAL_TOML[key]
     import tomllib
 
-    _, text = _read_text(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import builtins
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from conveyor.migrations import pq
@@ -44,7 +43,6 @@ from conveyor.migrations.errors import (
     NotRevertible,
     mask_secrets,
 )
-from conveyor.migrations.sqltext import line_col, split_statements, statement_at
 
 #: the advisory lock taken around run/revert/redo: int.from_bytes(b"conveyor", "big"),
 #: i.e. ``SELECT pg_advisory_lock(7165066986957401970)``; per database.
@@ -94,14 +92,42 @@ BLOCKING_PROBLEMS = ("edited", "missing")
 # --------------------------------------------------------------------------- result types
 
 
-@dataclass(frozen=True)
-class Problem:
-    """Something the status of a database and a migration directory should tell."""
+class _Record:
+    """A small value class: keyword construction, equality and repr over ``__slots__``
+    (``dataclasses`` is avoided: its import alone costs a good part of the no-op budget)."""
 
-    kind: str  # edited | missing | unrecorded | out_of_order
-    version: str
-    name: str | None
-    message: str
+    __slots__: tuple = ()
+    _defaults: dict = {}
+
+    def __init__(self, *args, **kwargs) -> None:
+        values = dict(self._defaults)
+        values.update(zip(self.__slots__, args))
+        values.update(kwargs)
+        for k in self.__slots__:
+            if k not in values:
+                raise TypeError(f"{type(self).__name__}() missing {k!r}")
+            object.__setattr__(self, k, values[k])
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class Problem(_Record):
+    """Something the status of a database and a migration directory should tell.
+
+    kind: ``edited`` | ``missing`` (both block ``run`` unless allowed) | ``unrecorded`` |
+    ``out_of_order``.
+    """
+
+    __slots__ = ("kind", "version", "name", "message")
 
     @property
     def blocking(self) -> bool:
@@ -115,19 +141,13 @@ class Problem:
                 "blocking": self.blocking, "message": self.message}
 
 
-@dataclass(frozen=True)
-class AppliedRow:
+class AppliedRow(_Record):
     """One row of Diesel's table, joined with conveyor's checksum row and the file on disk."""
 
-    version: str
-    run_on: str | None
-    name: str | None = None
-    recorded_checksum: str | None = None
-    applied_at: str | None = None
-    duration_ms: float | None = None
-    applied_by: str | None = None
-    source: str | None = None
-    migration: Migration | None = None
+    __slots__ = ("version", "run_on", "name", "recorded_checksum", "applied_at", "duration_ms",
+                 "applied_by", "source", "migration")
+    _defaults = {"name": None, "recorded_checksum": None, "applied_at": None,
+                 "duration_ms": None, "applied_by": None, "source": None, "migration": None}
 
     @property
     def state(self) -> str:
@@ -153,15 +173,17 @@ class AppliedRow:
         }
 
 
-@dataclass
-class Status:
-    applied: list[AppliedRow]  # ascending by version
-    pending: list[Migration]  # in the order they would be applied
-    problems: list[Problem]
-    tables_exist: bool = True
+class Status(_Record):
+    """applied: ascending by version; pending: in the order ``run`` would apply them."""
+
+    __slots__ = ("applied", "pending", "problems", "tables_exist")
+    _defaults = {"tables_exist": True}
+
+    def __setattr__(self, k, v):
+        object.__setattr__(self, k, v)
 
     @property
-    def blocking_problems(self) -> list[Problem]:
+    def blocking_problems(self) -> list:
         return [p for p in self.problems if p.blocking]
 
     def to_dict(self) -> dict:
@@ -172,31 +194,33 @@ class Status:
         }
 
 
-@dataclass(frozen=True)
-class StepResult:
-    version: str
-    name: str
-    direction: str  # "up" | "down"
-    duration_ms: float | None
+class StepResult(_Record):
+    """One migration applied (direction ``up``) or reverted (``down``)."""
+
+    __slots__ = ("version", "name", "direction", "duration_ms")
 
     def to_dict(self) -> dict:
         return {"version": self.version, "name": self.name, "direction": self.direction,
                 "duration_ms": self.duration_ms}
 
 
-@dataclass
-class RunResult:
-    steps: list[StepResult] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    adopted: list[str] = field(default_factory=list)
-    duration_ms: float = 0.0
+class RunResult(_Record):
+    __slots__ = ("steps", "problems", "adopted", "duration_ms")
+
+    def __init__(self, steps=None, problems=None, adopted=None, duration_ms=0.0) -> None:
+        super().__init__(steps if steps is not None else [],
+                         problems if problems is not None else [],
+                         adopted if adopted is not None else [], duration_ms)
+
+    def __setattr__(self, k, v):
+        object.__setattr__(self, k, v)
 
     @property
-    def applied(self) -> list[StepResult]:
+    def applied(self) -> list:
         return [s for s in self.steps if s.direction == "up"]
 
     @property
-    def reverted(self) -> list[StepResult]:
+    def reverted(self) -> list:
         return [s for s in self.steps if s.direction == "down"]
 
     def to_dict(self) -> dict:
@@ -218,13 +242,15 @@ def _migration_dict(m: Migration) -> dict:
 # --------------------------------------------------------------------------- batches
 
 
-@dataclass
 class _Segment:
-    migration: Migration
-    direction: str  # up | down
-    body_start: int  # character offsets in the message
-    body_end: int
-    end: int  # end of this segment's bookkeeping
+    """One migration body in a message: character offsets of the body and of the end of its
+    bookkeeping."""
+
+    __slots__ = ("migration", "direction", "body_start", "body_end", "end")
+
+    def __init__(self, migration, direction, body_start, body_end, end) -> None:
+        self.migration, self.direction = migration, direction
+        self.body_start, self.body_end, self.end = body_start, body_end, end
 
 
 class _Message:
@@ -638,7 +664,7 @@ class Migrator:
                     self._record_step(result, s.migration, s.direction,
                                       float(value) if value is not None else None)
         failure = self._describe_failure(msg, seg, seg_index, exc, markers, single_transaction)
-        failure.completed = result.steps[:]  # type: ignore[attr-defined]
+        failure.completed = result.steps[:]
         if (not single_transaction and not completed and seg_index > 0
                 and not any(kind == "start" for _, kind, _ in markers)):
             # Nothing ran: PostgreSQL rejected the whole query string while parsing it (a syntax
@@ -652,6 +678,8 @@ class Migrator:
 
     def _describe_failure(self, msg: _Message, seg: _Segment, seg_index: int, exc: pq.PgError,
                           markers: list, single_transaction: bool) -> MigrationFailed:
+        from conveyor.migrations.sqltext import line_col, split_statements, statement_at
+
         m = seg.migration
         sql = m.up_sql if seg.direction == "up" else (m.down_sql or "")
         path = m.up_path if seg.direction == "up" else m.down_path

@@ -93,6 +93,8 @@ class MigrationFailed(MigrationError):
         self.direction = direction
         self.rolled_back = rolled_back
         self.position = position
+        #: migrations (engine.StepResult) that completed in the same command before this one
+        self.completed: list = []
 
     @property
     def location(self) -> str:

@@ -1,0 +1,418 @@
+"""``conveyor migrate ...`` (also ``python -m conveyor.migrations ...``).
+
+argparse, not Typer: this is the start-up-critical path (a no-op ``run`` must finish in well
+under 0.15 s including the interpreter), and it must run where only the standard library and
+libpq/psycopg exist (a temporary container of the application's image).
+
+Exit codes: 0 success; 1 a migration failed, the lock timed out, drift was refused, the
+database could not be reached, or a migration cannot be reverted; 2 usage, configuration or
+migration-directory errors; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from conveyor.migrations.errors import MigrationError, UsageError, mask_secrets
+
+PROG = "conveyor migrate"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}.", f"See `{self.prog} --help`.")
+
+
+def _common() -> argparse.ArgumentParser:
+    """Options accepted before or after the sub-command (defaults are resolved later)."""
+    p = argparse.ArgumentParser(add_help=False)
+    S = argparse.SUPPRESS
+    p.add_argument("--database-url", metavar="URL", default=S,
+                   help="PostgreSQL URL or libpq conninfo (default: $DATABASE_URL, else the "
+                   "config's environment)")
+    p.add_argument("--migration-dir", metavar="DIR", default=S,
+                   help="the migrations directory (default: $MIGRATION_DIRECTORY, the config's, "
+                   "else ./migrations)")
+    p.add_argument("-C", "--project-dir", metavar="DIR", default=S,
+                   help="the project directory (where conveyor.toml is)")
+    p.add_argument("--env", metavar="ENV", default=S,
+                   help="the config environment whose database to use (default: local)")
+    p.add_argument("--lock-timeout", metavar="SECONDS", type=float, default=S,
+                   help="how long to wait for another runner's migration lock (default: 60)")
+    p.add_argument("--allow-drift", action="store_true", default=S,
+                   help="run even if applied migrations were edited or are missing on disk")
+    p.add_argument("--json", action="store_true", default=S,
+                   help="machine-readable output (run, revert, redo, status, plan)")
+    p.add_argument("-v", "--verbose", action="store_true", default=S,
+                   help="show tracebacks and server notices")
+    return p
+
+
+_HELP = {
+    "run": "apply all pending migrations",
+    "revert": "revert the last applied migration (or -n N, or --all)",
+    "redo": "revert and re-apply the last migration (or -n N, or --all)",
+    "status": "applied and pending migrations, and problems",
+    "plan": "the pending migrations and their SQL, in order, without running them",
+    "generate": "create <version>_<NAME>/up.sql and down.sql (Diesel's naming)",
+    "lint": "flag destructive and locking migrations (see `lint --help`)",
+}
+
+
+def _add_command_options(name: str, p: argparse.ArgumentParser) -> None:
+    if name in ("revert", "redo"):
+        verb = "revert" if name == "revert" else "redo"
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("-n", "--number", type=int, default=1, metavar="N",
+                       help=f"{verb} the last N migrations (default 1)")
+        g.add_argument("-a", "--all", action="store_true", help=f"{verb} every applied migration")
+    elif name == "generate":
+        p.add_argument("name", metavar="NAME")
+        p.add_argument("--version-style", choices=("diesel", "compact"), default="diesel",
+                       help="diesel: 2026-11-26-140000-0000 (diesel_cli 2.x); "
+                       "compact: 20261126140000")
+        p.add_argument("--version", dest="explicit_version", metavar="VERSION", default=None,
+                       help="use this version instead of the current UTC time")
+        p.add_argument("-u", "--no-down", action="store_true", help="do not create down.sql")
+        p.add_argument("--no-transaction", action="store_true",
+                       help="write metadata.toml with run_in_transaction = false")
+
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of one sub-command (cheap: the start-up-critical path builds only this one),
+    or, without ``command``, the full parser (for --help and usage errors)."""
+    common = _common()
+    if command in _HELP and command != "lint":
+        p = _Parser(prog=f"{PROG} {command}", parents=[common], description=_HELP[command])
+        _add_command_options(command, p)
+        p.set_defaults(command=command)
+        return p
+    p = _Parser(
+        prog=PROG, parents=[common],
+        description="Diesel-compatible PostgreSQL migrations: migrations/<version>_<name>/"
+        "{up.sql,down.sql,metadata.toml}, recorded in __diesel_schema_migrations.",
+        epilog="Exit codes: 0 ok; 1 migration failed, lock timeout, drift refused, database "
+        "unreachable; 2 usage, configuration or migration-directory error.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name, text in _HELP.items():
+        sp = sub.add_parser(name, parents=[common] if name != "lint" else [],
+                            add_help=name != "lint", help=text, description=text)
+        if name != "lint":
+            _add_command_options(name, sp)
+    return p
+
+
+def _opt(args, name, default=None):
+    return getattr(args, name, default)
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+class _Context:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        pd = _opt(args, "project_dir")
+        self.project_dir = Path(pd) if pd else None
+        self._config = None
+
+    @property
+    def base(self) -> Path:
+        return self.project_dir or Path(".")
+
+    def config(self):
+        if self._config is None:
+            from conveyor.config import ConfigError, load_config  # lazy: pydantic is slow
+
+            try:
+                self._config = load_config(self.project_dir)
+            except ConfigError as exc:
+                raise UsageError(
+                    str(exc),
+                    "Pass --database-url / set DATABASE_URL and --migration-dir to run without a "
+                    "conveyor.toml.",
+                ) from None
+        return self._config
+
+    def has_config(self) -> bool:
+        return (self.base / "conveyor.toml").is_file()
+
+    def migrations_dir(self) -> Path:
+        d = _opt(self.args, "migration_dir") or os.environ.get("MIGRATION_DIRECTORY")
+        if d:
+            p = Path(d)
+            return p if p.is_absolute() or self.project_dir is None else self.project_dir / p
+        if self.has_config():
+            return Path(self.config().migrations_dir)
+        return self.base / "migrations"
+
+    def database_url(self) -> str:
+        url = _opt(self.args, "database_url") or os.environ.get("DATABASE_URL")
+        if url:
+            return url
+        env = _opt(self.args, "env") or "local"
+        cfg = self.config()
+        try:
+            return cfg.database_url(env)
+        except MigrationError:
+            raise
+        except Exception as exc:  # ConfigError and friends render file, key and hint
+            raise UsageError(f"Cannot get the database URL of environment {env!r}: {exc}",
+                             "Pass --database-url or set DATABASE_URL.") from None
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _print_json(data) -> None:
+    import json
+
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _warn(text: str) -> None:
+    print(f"warning: {mask_secrets(text)}", file=sys.stderr)
+
+
+def _fmt_ms(ms) -> str:
+    if ms is None:
+        return "?"
+    return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.1f} ms"
+
+
+def _migrator(ctx: _Context, live: bool):
+    from conveyor.migrations.engine import Migrator
+
+    lt = _opt(ctx.args, "lock_timeout")
+    out = []
+
+    def on_event(event, **data):
+        if event == "done" and live:
+            step = data["step"]
+            verb = "Applied" if step.direction == "up" else "Reverted"
+            print(f"{verb} {step.name} ({_fmt_ms(step.duration_ms)})", flush=True)
+
+    return Migrator(ctx.database_url(), ctx.migrations_dir(),
+                    lock_timeout=60.0 if lt is None else lt, on_event=on_event), out
+
+
+def _cmd_run(ctx: _Context) -> int:
+    as_json = bool(_opt(ctx.args, "json"))
+    m, _ = _migrator(ctx, live=not as_json)
+    allow = bool(_opt(ctx.args, "allow_drift"))
+    result = m.run(allow_drift=allow)
+    _report_problems(result.problems, allow)
+    if as_json:
+        _print_json({"ok": True, "command": "run", **result.to_dict()})
+        return EXIT_OK
+    n = len(result.applied)
+    if n == 0:
+        print("Nothing to do: no pending migration.")
+    else:
+        print(f"{n} migration{'s' if n != 1 else ''} applied in {result.duration_ms / 1000:.2f} s.")
+    return EXIT_OK
+
+
+def _report_problems(problems, allow_drift: bool) -> None:
+    for p in problems:
+        if p.kind == "unrecorded":
+            continue  # recorded during this run
+        suffix = " (ignored: --allow-drift)" if p.blocking and allow_drift else ""
+        _warn(p.message + suffix)
+
+
+def _cmd_revert(ctx: _Context, redo: bool = False) -> int:
+    as_json = bool(_opt(ctx.args, "json"))
+    m, _ = _migrator(ctx, live=not as_json)
+    a = ctx.args
+    if a.number is not None and a.number < 0:
+        raise UsageError(f"-n must be 0 or more, got {a.number}.")
+    result = (m.redo if redo else m.revert)(a.number, all=a.all)
+    if as_json:
+        _print_json({"ok": True, "command": "redo" if redo else "revert", **result.to_dict()})
+        return EXIT_OK
+    n = len(result.reverted)
+    if n == 0:
+        print("Nothing to revert: no migration is applied.")
+    elif redo:
+        print(f"{n} migration{'s' if n != 1 else ''} redone in {result.duration_ms / 1000:.2f} s.")
+    else:
+        print(f"{n} migration{'s' if n != 1 else ''} reverted in "
+              f"{result.duration_ms / 1000:.2f} s.")
+    return EXIT_OK
+
+
+def _cmd_status(ctx: _Context, plan: bool = False) -> int:
+    from conveyor.migrations.engine import Migrator
+
+    url = ctx.database_url()
+    mdir = ctx.migrations_dir()
+    status = Migrator(url, mdir).status()
+    if _opt(ctx.args, "json"):
+        data = status.to_dict()
+        data.update({"database": mask_secrets(url), "migration_dir": str(mdir),
+                     "run_would_refuse": bool(status.blocking_problems)})
+        if plan:
+            data = {"database": data["database"], "migration_dir": data["migration_dir"],
+                    "pending": data["pending"], "problems": data["problems"],
+                    "run_would_refuse": data["run_would_refuse"]}
+        _print_json(data)
+        return EXIT_OK
+    if plan:
+        if not status.pending:
+            print("Nothing to apply: no pending migration.")
+        total = len(status.pending)
+        for i, mig in enumerate(status.pending, 1):
+            tx = "in a transaction" if mig.run_in_transaction else "run_in_transaction = false"
+            print(f"-- [{i}/{total}] {mig.name} (version {mig.version}, {tx})")
+            print(f"-- {mig.up_path}")
+            print(mig.up_sql.rstrip("\n"))
+            print()
+        for p in status.problems:
+            _warn(p.message)
+        if status.blocking_problems:
+            _warn("`conveyor migrate run` will refuse to run until this is resolved "
+                  "(or --allow-drift is given)")
+        return EXIT_OK
+    print(f"Database:   {mask_secrets(url)}")
+    print(f"Migrations: {mdir}")
+    marks = {"applied": "X", "edited": "!", "missing": "?", "unrecorded": "X"}
+    rows = [(marks[a.state], a.version, (a.migration.name if a.migration else a.name) or "",
+             a.state + (f" {a.run_on}" if a.run_on else "")) for a in status.applied]
+    rows += [(" ", mg.version, mg.name, "pending") for mg in status.pending]
+    rows.sort(key=lambda r: r[1])
+    width = max([len(r[2]) for r in rows] + [10])
+    for mark, version, name, state in rows:
+        print(f"  [{mark}] {name:<{width}}  {state}")
+    if status.problems:
+        print("Problems:")
+        for p in status.problems:
+            print(f"  - {p.kind}: {p.message}")
+    print(f"{len(status.applied)} applied, {len(status.pending)} pending, "
+          f"{len(status.blocking_problems)} blocking problem"
+          f"{'s' if len(status.blocking_problems) != 1 else ''}.")
+    return EXIT_OK
+
+
+def _cmd_generate(ctx: _Context) -> int:
+    from conveyor.migrations.generate import generate
+
+    a = ctx.args
+    directory = generate(ctx.migrations_dir(), a.name, version_style=a.version_style,
+                         version=a.explicit_version, down=not a.no_down,
+                         run_in_transaction=not a.no_transaction)
+    for f in ("up.sql", "down.sql", "metadata.toml"):
+        if (directory / f).exists():
+            print(f"Creating {_relative(directory / f)}")
+    return EXIT_OK
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _lint(argv: list[str]) -> int:
+    """Hand `lint` over to conveyor.migrations.lint with the options it knows."""
+    from conveyor.migrations.lint import main as lint_main
+
+    rest: list[str] = []
+    skip_value = {"--database-url", "--env", "--lock-timeout"}
+    drop_flag = {"--allow-drift", "-v", "--verbose"}
+    it = iter(argv)
+    seen_lint = False
+    for arg in it:
+        if not seen_lint and arg == "lint":
+            seen_lint = True
+            continue
+        name = arg.split("=", 1)[0]
+        if name in skip_value:
+            if "=" not in arg:
+                next(it, None)
+            continue
+        if arg in drop_flag:
+            continue
+        rest.append(arg)
+    if "--migration-dir" not in {a.split("=", 1)[0] for a in rest} and \
+            os.environ.get("MIGRATION_DIRECTORY"):
+        rest += ["--migration-dir", os.environ["MIGRATION_DIRECTORY"]]
+    return lint_main(rest)
+
+
+def _subcommand(argv: list[str]) -> tuple[str | None, int]:
+    """The sub-command word and its index, skipping the common options before it."""
+    takes_value = {"--database-url", "--migration-dir", "-C", "--project-dir", "--env",
+                   "--lock-timeout"}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            return None, -1
+        if a in takes_value:
+            i += 2
+            continue
+        if a.startswith("-"):
+            i += 1
+            continue
+        return a, i
+    return None, -1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command, index = _subcommand(argv)
+    if command == "lint":
+        return _lint(argv)
+    verbose = "-v" in argv or "--verbose" in argv
+    as_json = "--json" in argv
+    try:
+        if command in _HELP:
+            args = _parser(command).parse_args(argv[:index] + argv[index + 1:])
+        else:
+            args = _parser().parse_args(argv)
+        ctx = _Context(args)
+        cmd = args.command
+        if cmd == "run":
+            return _cmd_run(ctx)
+        if cmd == "revert":
+            return _cmd_revert(ctx)
+        if cmd == "redo":
+            return _cmd_revert(ctx, redo=True)
+        if cmd == "status":
+            return _cmd_status(ctx)
+        if cmd == "plan":
+            return _cmd_status(ctx, plan=True)
+        if cmd == "generate":
+            return _cmd_generate(ctx)
+        raise UsageError(f"unknown command {cmd!r}")  # pragma: no cover - argparse checks
+    except MigrationError as exc:
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        completed = getattr(exc, "completed", None)
+        if as_json:
+            data = {"ok": False, "error": exc.to_dict()}
+            if completed is not None:
+                data["completed"] = [s.to_dict() for s in completed]
+            _print_json(data)
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; the running query was cancelled (a migration running in a "
+              "transaction was rolled back).", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
