@@ -1,0 +1,1 @@
+"""CI file templates for `conveyor init` (string.Template with `@@{name}` placeholders)."""
