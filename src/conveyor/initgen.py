@@ -338,6 +338,7 @@ class DbFacts:
     password_literal: bool
     host_ip: str
     host_port: int | None
+    host_port_raw: str | None = None
 
 
 @dataclass
@@ -547,6 +548,7 @@ def _inspect_compose(facts: Facts, path: Path) -> None:
             password_literal=literal,
             host_ip=(mapping.host_ip if mapping and mapping.host_ip else "127.0.0.1"),
             host_port=mapping.host if mapping else None,
+            host_port_raw=mapping.raw_host if mapping else None,
         )
         if mapping is None or mapping.host is None:
             facts.notes.append(
@@ -817,8 +819,12 @@ def render_config(facts: Facts) -> str:
                 add(f"# export {P}_DB_PASSWORD with that value (or make the compose file read it)")
             add(f"password = {{ env = {_q(P + '_DB_PASSWORD')} }}")
         add(f"host = {_q(db.host_ip)}")
-        add(f"port = {db.host_port or POSTGRES_PORT}",
-            None if db.host_port else "guess: publish 5432 in the compose file")
+        if db.host_port and db.host_port_raw and compose_variables(db.host_port_raw):
+            add(f"port = {_q(to_conveyor_interpolation(db.host_port_raw))}",
+                f"the port {facts.compose_file} publishes")
+        else:
+            add(f"port = {db.host_port or POSTGRES_PORT}",
+                None if db.host_port else "guess: publish 5432 in the compose file")
     else:
         add("# no PostgreSQL service found in a compose file: an existing server by URL")
         add("kind = \"url\"")
