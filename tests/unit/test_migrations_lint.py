@@ -155,7 +155,7 @@ def test_clean_additive_migration_passes(tmp_path, capsys):
     assert "no findings in 1 migration" in out
 
 
-# --------------------------------------------------------------------------- tables created in the set
+# --------------------------------------------------------------------------- new tables
 
 def test_table_created_in_an_earlier_pending_migration_is_new(tmp_path):
     root = tmp_path / "migrations"
@@ -191,7 +191,8 @@ def test_create_if_not_exists_of_an_existing_table_is_not_new(tmp_path):
 
 def test_dropped_table_is_no_longer_new(tmp_path):
     root = tmp_path / "migrations"
-    write(root, "2024-01-01-000000_a", "CREATE TABLE tmp_import (id bigint);\nDROP TABLE tmp_import;")
+    write(root, "2024-01-01-000000_a",
+          "CREATE TABLE tmp_import (id bigint);\nDROP TABLE tmp_import;")
     assert lint_migrations(discover(root)).findings == []
 
 
@@ -226,7 +227,8 @@ def test_other_concurrently_in_transaction_is_an_error(tmp_path, up):
 
 
 def test_concurrently_error_even_on_a_new_table(tmp_path):
-    report = lint_sql(tmp_path, "CREATE TABLE t (id bigint);\nCREATE INDEX CONCURRENTLY ti ON t (id);")
+    report = lint_sql(tmp_path,
+                      "CREATE TABLE t (id bigint);\nCREATE INDEX CONCURRENTLY ti ON t (id);")
     assert {f.severity for f in report.findings} == {"error"}
 
 

@@ -10,8 +10,9 @@ How it works
   a second run with ``--assume-in-transaction`` contributes the transaction rules
   (``CREATE INDEX CONCURRENTLY`` or ``BEGIN``/``COMMIT`` inside one); the first run is without
   it, because in that mode squawk exempts tables created earlier in the same file on its own,
-  and conveyor makes that decision itself, across files (see below). squawk's style rules (``prefer-robust-stmts``, ``prefer-bigint-over-int``,
-  ``require-lock-timeout``, ...) are dropped; its safety rules are kept and classified: data loss
+  and conveyor makes that decision itself, across files (see below). squawk's style rules
+  (``prefer-robust-stmts``, ``prefer-bigint-over-int``, ``require-lock-timeout``, ...) are
+  dropped; its safety rules are kept and classified: data loss
   (``ban-drop-table``, ``ban-drop-column``, ``ban-drop-schema``, ``ban-drop-database``,
   ``ban-truncate-cascade``) is ``destructive``; everything else is a ``warning``.
   A project's ``.squawk.toml`` (found by squawk from the migration directory upwards) and
@@ -19,9 +20,11 @@ How it works
 * **conveyor's own checks** cover what squawk 2.x misses: ``TRUNCATE`` (squawk only flags
   ``TRUNCATE ... CASCADE``), ``DELETE`` without ``WHERE``, ``UPDATE`` without ``WHERE``,
   ``DROP OWNED``, ``DROP TYPE/DOMAIN/EXTENSION ... CASCADE`` (escalated to destructive: it drops
-  the columns using them), statements that cannot run in a transaction block (``DROP INDEX
-  CONCURRENTLY``, ``REINDEX ... CONCURRENTLY``, ``DETACH PARTITION ... CONCURRENTLY``,
-  ``VACUUM``, ``CREATE DATABASE``, ...) in a transactional migration, such a statement *with
+  the columns using them), statements that cannot run in a transaction block (``CREATE INDEX
+  CONCURRENTLY``, which squawk 2.70 reports only when the file holds more than one statement,
+  ``DROP INDEX CONCURRENTLY``, ``REINDEX ... CONCURRENTLY``, ``DETACH PARTITION ...
+  CONCURRENTLY``, ``VACUUM``, ``CREATE DATABASE``, ...) in a transactional migration (rule
+  ``concurrently-in-transaction`` / ``not-in-transaction-block``), such a statement *with
   other statements* in a non-transactional migration (Diesel sends the whole file as one query,
   which PostgreSQL runs as one implicit transaction, so it fails there too), and table rewrites
   squawk does not know (``VACUUM FULL``, ``CLUSTER``, ``ALTER TABLE ... SET TABLESPACE/LOGGED/
