@@ -230,6 +230,12 @@ class EnvironmentConfig(_Model):
                              description="host port the app is published on")
     url: str | None = None
     compose_file: str | None = None
+    compose_project: str | None = Field(
+        default=None, pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="compose project name (local stage); default: $COMPOSE_PROJECT_NAME, else "
+        "the app's name",
+    )
+    app_service: str = Field(default="app", description="the compose service that runs the app")
     test_command: list[str] = []
     validate_command: list[str] = []
     checks: list[HttpCheck] = []
