@@ -1,0 +1,1 @@
+"""Stages as plans: local (compose), dev and prod (remote hosts)."""
