@@ -9,8 +9,9 @@ with the tail of the script's output, which names the step and the relevant log.
 
 The `testbed` fixture itself is defined in tests/integration/conftest.py and tests/e2e/conftest.py.
 
-Label everything a test creates with `testbed_labels()` / `label_args()` (conveyor.test=1 plus the owner PID): the
-next `scripts/testbed up` removes labelled leftovers, except those of a session still running.
+Label everything a test creates with `testbed_labels()` / `label_args()` (conveyor.test=1 plus
+the owner PID): the next `scripts/testbed up` removes labelled leftovers, except those of a
+session that is still running.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ OWNER_LABEL = "conveyor.test.owner"
 _UP_TIMEOUT = 30 * 60  # a cold bed builds two base images: a few minutes, normally
 
 _session_status: dict | None = None
+_session_failure: str | None = None  # a failed `up` is not retried by every test of the session
 
 
 def _tail(text: str, lines: int = 60) -> str:
@@ -41,7 +43,13 @@ def _tail(text: str, lines: int = 60) -> str:
 
 def testbed_status() -> dict:
     """The parsed `scripts/testbed status` (whether or not everything is up)."""
-    proc = subprocess.run([sys.executable, str(TESTBED), "status"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(TESTBED), "status"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     try:
         return json.loads(proc.stdout)
     except ValueError:
@@ -54,29 +62,40 @@ def testbed_status() -> dict:
 
 def testbed_up() -> dict:
     """Bring the bed up (once per session) and return its status. Fails loudly, never skips."""
-    global _session_status
+    global _session_status, _session_failure
     if _session_status is not None:
         return _session_status
+    if _session_failure is not None:
+        pytest.fail(_session_failure, pytrace=False)
     try:
         proc = subprocess.run(
-            [sys.executable, str(TESTBED), "up"], capture_output=True, text=True, timeout=_UP_TIMEOUT,
+            [sys.executable, str(TESTBED), "up"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=_UP_TIMEOUT,
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"scripts/testbed up did not finish in {_UP_TIMEOUT}s:\n"
-                    f"{_tail(str(exc.stderr or ''))}", pytrace=False)
+        pytest.fail(
+            f"scripts/testbed up did not finish in {_UP_TIMEOUT}s:\n{_tail(str(exc.stderr or ''))}",
+            pytrace=False,
+        )
     except OSError as exc:
         pytest.fail(f"cannot run {TESTBED}: {exc}", pytrace=False)
     if proc.returncode != 0:
-        pytest.fail(
+        _session_failure = (
             f"the test bed did not come up (scripts/testbed up exited {proc.returncode}):\n"
-            f"{_tail(proc.stderr)}",
-            pytrace=False,
+            f"{_tail(proc.stderr)}"
         )
+        pytest.fail(_session_failure, pytrace=False)
     status = testbed_status()
     if not status.get("up"):
-        pytest.fail("scripts/testbed up succeeded but status says not everything is up:\n"
-                    + json.dumps(status, indent=2), pytrace=False)
+        _session_failure = (
+            "scripts/testbed up succeeded but status says not everything is up:\n"
+            + json.dumps(status, indent=2)
+        )
+        pytest.fail(_session_failure, pytrace=False)
     _session_status = status
     return status
 
@@ -103,13 +122,20 @@ def ssh_argv(vm: str, *argv: str) -> list[str]:
     info = _vm(vm)
     out = [
         "ssh",
-        "-i", st["ssh_key"],
-        "-o", f"UserKnownHostsFile={st['known_hosts']}",
-        "-o", "StrictHostKeyChecking=yes",
-        "-o", "IdentitiesOnly=yes",
-        "-o", "BatchMode=yes",
-        "-o", "ConnectTimeout=10",
-        "-p", str(info.get("ssh_port", 22)),
+        "-i",
+        st["ssh_key"],
+        "-o",
+        f"UserKnownHostsFile={st['known_hosts']}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=10",
+        "-p",
+        str(info.get("ssh_port", 22)),
         f"root@{info['address']}",
     ]
     if argv:
@@ -135,11 +161,17 @@ def main_docker_env(base: dict[str, str] | None = None) -> dict[str, str]:
 
 def testbed_env() -> dict[str, str]:
     """The variables of `scripts/testbed env` (BASE_PYTHON_IMAGE, CONVEYOR_PROD_HOST, ...)."""
-    proc = subprocess.run([sys.executable, str(TESTBED), "env"], capture_output=True, text=True, timeout=60, check=True)
+    proc = subprocess.run(
+        [sys.executable, str(TESTBED), "env"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     env = {}
     for line in proc.stdout.splitlines():
         if line.startswith("export "):
-            name, _, value = line[len("export "):].partition("=")
+            name, _, value = line[len("export ") :].partition("=")
             env[name] = shlex.split(value)[0] if value else ""
     return env
 
@@ -154,6 +186,6 @@ def label_args() -> list[str]:
     return [a for k, v in testbed_labels().items() for a in ("--label", f"{k}={v}")]
 
 
-# Names starting with "test" would be collected by pytest where they are imported: they are not tests.
+# Names starting with "test" are collected by pytest where they are imported: these are not tests.
 for _f in (testbed_up, testbed_status, testbed_env, testbed_labels):
     _f.__test__ = False  # type: ignore[attr-defined]
