@@ -10,6 +10,7 @@ quoted as one argument.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -53,8 +54,10 @@ def _run_process(cmd: Sequence[str], *, input: str | bytes | None, timeout: floa
                  cwd: str | os.PathLike | None) -> tuple[int, str, str]:
     """Run a process; stream stdout (and stderr) lines to `stream` while capturing both."""
     if stream is None:
+        # stdin is never inherited: an ssh client would otherwise read the caller's terminal
         try:
             p = subprocess.run(cmd, input=input.encode() if isinstance(input, str) else input,
+                               stdin=None if input is not None else subprocess.DEVNULL,
                                capture_output=True, timeout=timeout, env=env, cwd=cwd,
                                start_new_session=True)
         except subprocess.TimeoutExpired as exc:
@@ -94,6 +97,29 @@ def _run_process(cmd: Sequence[str], *, input: str | bytes | None, timeout: floa
     for t in threads:
         t.join()
     return proc.returncode, "".join(out), "".join(err)
+
+
+# glue allowed between quoted argvs in `sh()`: fixed text only, never a user value
+_SH_GLUE = frozenset({"&&", "||", ";", "|", "{", "}", "(", ")", ">", ">>", ">/dev/null",
+                      "2>/dev/null", "2>&1", "!", "then", "fi", "if", "else"})
+
+
+def sh(*parts: Sequence[str] | str) -> tuple[str, str, str]:
+    """`sh -c SCRIPT` for several commands in one round trip.
+
+    Each argv in `parts` is quoted with `shlex.join` (every value one argument); strings are
+    glue from a fixed set (`&&`, `||`, `;`, `>/dev/null`, ...). No user value is ever spliced
+    into the script unquoted.
+    """
+    words: list[str] = []
+    for part in parts:
+        if isinstance(part, str):
+            if part not in _SH_GLUE:
+                raise ValueError(f"not allowed as shell glue: {part!r}")
+            words.append(part)
+        else:
+            words.append(shlex.join([str(a) for a in part]))
+    return ("sh", "-c", " ".join(words))
 
 
 def _timeout(cmd, timeout, stdout, stderr) -> ConveyorError:
@@ -180,6 +206,8 @@ class SshTransport(Transport):
         self._dir = tempfile.mkdtemp(prefix="conveyor-ssh-")
         self._control = os.path.join(self._dir, "cm")
         self.connections_opened = 0
+        self.commands_run = 0
+        self.persist = 600
         self._master_lock = threading.Lock()
         self._master = False
 
@@ -201,12 +229,24 @@ class SshTransport(Transport):
         with self._master_lock:
             if self._master and self._check_master():
                 return
-            argv = self.base_argv() + ["-o", "ControlMaster=yes", "-o", "ControlPersist=yes",
+            # The master outlives this process only for a bounded idle time (ControlPersist
+            # seconds), so a killed conveyor leaves no ssh process behind for long. Its output
+            # goes to a file: a backgrounded master would hold a pipe open forever.
+            argv = self.base_argv() + ["-o", "ControlMaster=yes",
+                                       "-o", f"ControlPersist={self.persist}",
+                                       "-o", "ExitOnForwardFailure=yes",
                                        "-N", "-f", self.target.host]
-            p = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                               timeout=self.connect_timeout + 20)
+            log = os.path.join(self._dir, "master.log")
+            with open(log, "wb") as f:
+                try:
+                    p = subprocess.run(argv, stdout=f, stderr=f, stdin=subprocess.DEVNULL,
+                                       timeout=self.connect_timeout + 20)
+                except subprocess.TimeoutExpired:
+                    raise HostUnreachable(
+                        f"cannot connect to {self.target.display}: timed out",
+                        hint="check the environment's `host` and that sshd runs there") from None
             if p.returncode != 0:
-                raise self._connect_error(p.stderr)
+                raise self._connect_error(Path(log).read_text(errors="replace"))
             self.connections_opened += 1
             self._master = True
 
@@ -218,7 +258,8 @@ class SshTransport(Transport):
     def _connect_error(self, stderr: str) -> ConveyorError:
         t = self.target
         if ("Host key verification failed" in stderr or "HOST IDENTIFICATION HAS CHANGED" in stderr
-                or "No matching host key" in stderr or "No ED25519 host key" in stderr):
+                or "No matching host key" in stderr or "host key for" in stderr.lower()
+                and "is known" in stderr or "No ED25519 host key" in stderr):
             changed = "HOST IDENTIFICATION HAS CHANGED" in stderr
             what = ("its host key does NOT match the one in" if changed
                     else "its host key is not in")
@@ -242,6 +283,7 @@ class SshTransport(Transport):
         cmd = self.base_argv() + ["-o", "ControlMaster=no", self.target.host, "--",
                                   self.remote_command(argv, env)]
         t0 = time.monotonic()
+        self.commands_run += 1
         rc, out, err = _run_process(cmd, input=input, timeout=timeout, stream=stream, env=None,
                                     cwd=None)
         if rc == 255 and "Host key verification failed" in err:
@@ -261,14 +303,66 @@ class SshTransport(Transport):
 
 def host_key_fingerprints(host: str, port: int = 22, timeout: float = 5.0) -> list[str]:
     """Fingerprints of the keys a host presents (for `conveyor hosts trust`), via ssh-keyscan."""
-    p = subprocess.run(["ssh-keyscan", "-T", str(int(timeout)), "-p", str(port), host],
-                       capture_output=True, text=True)
-    lines = [ln for ln in p.stdout.splitlines() if ln and not ln.startswith("#")]
-    if not lines:
+    return [fingerprint(line) for line in scan_host_keys(host, port, timeout)]
+
+
+def known_hosts_name(host: str, port: int = 22) -> str:
+    """How OpenSSH names a host in known_hosts: `host`, or `[host]:port` off port 22."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def scan_host_keys(host: str, port: int = 22, timeout: float = 5.0) -> list[str]:
+    """The known_hosts lines for the keys the host presents now (ssh-keyscan)."""
+    try:
+        p = subprocess.run(["ssh-keyscan", "-T", str(int(timeout)), "-p", str(port), host],
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                           timeout=timeout + 10)
+    except FileNotFoundError:
+        raise ConveyorError("ssh-keyscan not found", hint="install the OpenSSH client") from None
+    except subprocess.TimeoutExpired:
         return []
-    fp = subprocess.run(["ssh-keygen", "-lf", "-"], input="\n".join(lines) + "\n",
-                        capture_output=True, text=True)
-    return fp.stdout.splitlines()
+    return sorted(ln for ln in p.stdout.splitlines() if ln.strip() and not ln.startswith("#"))
+
+
+def fingerprint(known_hosts_line: str) -> str:
+    """`256 SHA256:... host (ED25519)` for one known_hosts line."""
+    p = subprocess.run(["ssh-keygen", "-lf", "-"], input=known_hosts_line.strip() + "\n",
+                       capture_output=True, text=True)
+    return p.stdout.strip() or f"(cannot fingerprint: {p.stderr.strip()})"
+
+
+def known_host_lines(known_hosts: str, host: str, port: int = 22) -> list[str]:
+    """The lines of `known_hosts` that name this host (hashed names included)."""
+    path = os.path.expanduser(known_hosts)
+    if not os.path.exists(path):
+        return []
+    p = subprocess.run(["ssh-keygen", "-F", known_hosts_name(host, port), "-f", path],
+                       capture_output=True, text=True)
+    return [ln for ln in p.stdout.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def key_of(known_hosts_line: str) -> tuple[str, str]:
+    """(key type, base64 key) of a known_hosts line, whatever its host field and markers."""
+    words = known_hosts_line.split()
+    if words and words[0].startswith("@"):
+        words = words[1:]
+    return (words[1], words[2]) if len(words) >= 3 else ("", "")
+
+
+def trust_host_keys(known_hosts: str, host: str, port: int, lines: Sequence[str]) -> None:
+    """Replace what `known_hosts` says about host:port with `lines` (other hosts kept)."""
+    path = os.path.expanduser(known_hosts)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if os.path.exists(path) and known_host_lines(path, host, port):
+        p = subprocess.run(["ssh-keygen", "-R", known_hosts_name(host, port), "-f", path],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            raise ConveyorError(f"cannot update {path}: {p.stderr.strip()}")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + ".old")
+    with open(path, "a") as f:
+        for line in lines:
+            f.write(line.rstrip("\n") + "\n")
 
 
 def local_path(path: str | os.PathLike) -> Path:
