@@ -244,6 +244,19 @@ class EnvironmentConfig(_Model):
     database: Database
     backup: BackupConfig = BackupConfig()
     promote_from: str | None = None
+    state_dir: str = Field(
+        default="/var/lib/conveyor",
+        description="directory on the host for conveyor's lock, env files and deployment "
+        "records (<state_dir>/<app>/<env>/...)",
+    )
+    labels: dict[str, str] = Field(
+        default={}, description="extra labels on every container, network and volume conveyor "
+        "creates for this environment")
+    restart: str = Field(default="unless-stopped",
+                         pattern=r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$",
+                         description="restart policy of the app container")
+    test_timeout: float = Field(default=600.0, gt=0,
+                                description="seconds the test command may run")
 
     _lit = field_validator("secrets", mode="before")(
         classmethod(lambda cls, v: {k: _reject_literal_secret(x) for k, x in v.items()}
@@ -259,6 +272,13 @@ class EnvironmentConfig(_Model):
         if not m or (m.group("port") and not 0 < int(m.group("port")) < 65536):
             raise ValueError(f"HOST: expected user@host[:port] (e.g. deploy@10.0.0.5:22), found {v!r}")
         return v
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir(cls, v: str) -> str:
+        if not v.startswith("/") or ".." in v.split("/"):
+            raise ValueError(f"expected an absolute path on the host, found {v!r}")
+        return v.rstrip("/") or "/"
 
     @model_validator(mode="after")
     def _remote_needs_known_hosts(self) -> "EnvironmentConfig":
@@ -387,6 +407,11 @@ class Config:
 
     def app_container_name(self, env_name: str) -> str:
         return f"{self.app.name}-{env_name}-app"
+
+    def host_state_dir(self, env_name: str) -> str:
+        """Where conveyor keeps this environment's lock, env files and records on its host."""
+        env = self.environment(env_name)
+        return f"{env.state_dir.rstrip('/')}/{self.app.name}/{env_name}"
 
     def masked(self, env_names: list[str] | None = None) -> dict[str, Any]:
         """The resolved configuration as plain data, with every secret shown as a reference."""

@@ -155,3 +155,36 @@ def ps(filters: Mapping[str, str] | None = None, all: bool = True,
 
 def info(fmt: str = "{{.ServerVersion}}") -> Argv:
     return ("docker", "info", "--format", fmt)
+
+
+# --------------------------------------------------------------------------- remote stages
+
+
+def login(registry: str, username: str) -> Argv:
+    """The password is read from stdin: never in argv."""
+    return ("docker", "login", "--username", username, "--password-stdin", registry)
+
+
+def volume_inspect(name: str) -> Argv:
+    return ("docker", "volume", "inspect", "--format", "{{.Name}}", name)
+
+
+def image_repo_digests(ref: str) -> Argv:
+    return ("docker", "image", "inspect", "--format", "{{json .RepoDigests}}", ref)
+
+
+def image_present_or_pull(ref: str) -> tuple[Argv, Argv]:
+    """(check, pull): pull only when the check (the image is already there) fails."""
+    return image_inspect(ref, "{{.Id}}"), pull(ref)
+
+
+def exec_env_names(name: str, command: Sequence[str], env_names: Iterable[str] = ()) -> Argv:
+    argv = ["docker", "exec"]
+    for k in env_names:
+        argv += ["--env", k]
+    return (*argv, name, *command)
+
+
+def container_state(name: str) -> Argv:
+    """One JSON object (or an error when the container does not exist)."""
+    return inspect(name, "{{json .}}")
