@@ -1,0 +1,134 @@
+"""Build once, push, remember the digest: the image a deployment pins.
+
+`conveyor build` tags the image `<registry>/<image>:<commit12>[-dirty]` and labels it with the
+revision; `conveyor push` pushes that tag and records the digest the registry returned in the
+project's `.conveyor/images.json`, where `conveyor deploy` finds it for the current revision.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+from conveyor import git, records
+from conveyor.commands import docker
+from conveyor.config import Config
+from conveyor.errors import ConveyorError
+from conveyor.pipeline import Plan, Step, StepContext
+from conveyor.stages.remote import REVISION_LABEL, ImageRef
+from conveyor.transport import LocalTransport
+
+_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+
+
+def _abs(cfg: Config, p: str) -> str:
+    path = Path(p)
+    return str(path if path.is_absolute() else (cfg.root_dir / path).resolve())
+
+
+def build_plan(cfg: Config, *, tag: str | None = None,
+               revision: git.Revision | None = None) -> tuple[Plan, str]:
+    """(plan, image reference built)."""
+    rev = revision or git.revision(cfg.root_dir)
+    repo = cfg.image_repository()
+    ref = f"{repo}:{tag or rev.tag}"
+    labels = {REVISION_LABEL: rev.sha, docker.LABEL: cfg.app.name,
+              "conveyor.revision": rev.label, "conveyor.dirty": str(rev.dirty).lower()}
+    argv = docker.build(ref, _abs(cfg, cfg.app.context), _abs(cfg, cfg.app.dockerfile),
+                        build_args=cfg.app.build_args, labels=labels)
+    local = LocalTransport(cwd=cfg.root_dir)
+
+    def action(ctx: StepContext) -> None:
+        local.run(argv, stream=ctx.log)
+        image_id = local.run(docker.image_inspect(ref, "{{.Id}}")).stdout.strip()
+        records.remember_image(cfg.root_dir, "built", {
+            "ref": ref, "repository": repo, "tag": ref.rsplit(":", 1)[1], "image_id": image_id,
+            "revision": rev.label, "commit": rev.sha, "dirty": rev.dirty,
+            "built_at": records.iso(time.time())})
+        ctx.values["image_id"] = image_id
+        ctx.note(f"{ref} ({image_id[:19]})" + ("  [dirty work tree]" if rev.dirty else ""))
+
+    return Plan("build", [Step("build", action, describe=[argv])]), ref
+
+
+def default_push_ref(cfg: Config) -> str:
+    rev = git.revision(cfg.root_dir)
+    built = records.find_image(cfg.root_dir, "built", revision=rev.label,
+                               repository=cfg.image_repository())
+    return built["ref"] if built else f"{cfg.image_repository()}:{rev.tag}"
+
+
+def push_plan(cfg: Config, ref: str) -> Plan:
+    local = LocalTransport(cwd=cfg.root_dir)
+    steps = []
+    reg = cfg.registry
+    if reg is not None and reg.username is not None and reg.password is not None:
+        def login(ctx: StepContext) -> None:
+            user = cfg.secret(reg.username, "registry.username")
+            pw = cfg.secret(reg.password, "registry.password")
+            local.run(docker.login(reg.address, user), input=pw + "\n")
+
+        steps.append(Step("login", login, describe=[docker.login(reg.address, "<username>"),
+                                                    "stdin: the registry password"]))
+    argv = docker.push(ref)
+
+    def push(ctx: StepContext) -> None:
+        labels_json = local.run(docker.image_inspect(ref, "{{json .Config.Labels}}"),
+                                check=False)
+        if labels_json.returncode != 0:
+            raise ConveyorError(f"no local image {ref}",
+                                hint="build it first: `conveyor build`")
+        labels = json.loads(labels_json.stdout or "null") or {}
+        r = local.run(argv, stream=ctx.log)
+        m = _DIGEST.search(r.stdout)
+        repo = ref.rsplit(":", 1)[0] if ":" in ref.rsplit("/", 1)[-1] else ref
+        digests = json.loads(local.run(docker.image_repo_digests(ref)).stdout or "[]") or []
+        digest = m.group(1) if m else None
+        if digest is None:
+            for d in digests:
+                if d.startswith(repo + "@"):
+                    digest = d.split("@", 1)[1]
+        if digest is None:
+            raise ConveyorError(f"pushed {ref}, but found no digest for it",
+                                hint="check the registry's answer above")
+        entry = {"ref": ref, "repository": repo, "tag": ref[len(repo) + 1:] or None,
+                 "digest": digest, "image": f"{repo}@{digest}",
+                 "revision": labels.get("conveyor.revision") or labels.get(REVISION_LABEL),
+                 "commit": labels.get(REVISION_LABEL), "pushed_at": records.iso(time.time())}
+        records.remember_image(cfg.root_dir, "pushed", entry)
+        ctx.values["pushed"] = entry
+        ctx.note(entry["image"])
+
+    steps.append(Step("push", push, describe=[argv]))
+    return Plan("push", steps)
+
+
+def resolve_image(cfg: Config, image: str | None) -> ImageRef:
+    """The image a deployment pins: `--image` (by digest, or a tag resolved to its digest), or
+    the digest `conveyor push` recorded for the current revision."""
+    repo = cfg.image_repository()
+    if image and "@sha256:" in image:
+        return ImageRef.parse(image)
+    if image:
+        ref = image if ("/" in image or ":" in image) else f"{repo}:{image}"
+        r = LocalTransport().run(docker.image_inspect(ref, "{{json .}}"), check=False)
+        if r.returncode == 0:
+            info = json.loads(r.stdout)
+            name = ref.rsplit(":", 1)[0] if ":" in ref.rsplit("/", 1)[-1] else ref
+            labels = (info.get("Config") or {}).get("Labels") or {}
+            for d in info.get("RepoDigests") or []:
+                if d.startswith(name + "@"):
+                    return ImageRef.parse(d, revision=labels.get(REVISION_LABEL))
+        raise ConveyorError(
+            f"cannot tell the digest of {ref}: it was not pushed from this machine",
+            hint="pass the image by digest: --image REPOSITORY@sha256:...")
+    rev = git.revision(cfg.root_dir)
+    pushed = records.find_image(cfg.root_dir, "pushed", revision=rev.label, repository=repo)
+    if pushed is None:
+        raise ConveyorError(
+            f"no image of revision {rev.tag} has been pushed from {cfg.root_dir}",
+            hint="`conveyor build && conveyor push` first, or pass --image REF")
+    return ImageRef(pushed["repository"], pushed["digest"], pushed.get("commit"),
+                    pushed.get("tag"))

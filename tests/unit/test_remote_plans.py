@@ -1,0 +1,435 @@
+"""Remote stage plans against a fake host (unit tests only): which commands run in which
+order, what --dry-run shows, where secrets go, and what happens on each failure."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conveyor.config import load_config
+from conveyor.errors import CommandFailed
+from conveyor.pipeline import execute
+from conveyor.stages import remote as rs
+from conveyor.stages import remote_migrate
+from conveyor.transport import Result, Transport
+
+DIGEST = "sha256:" + "ab" * 32
+PASSWORD = "s3cret-pw-xyz"
+
+
+class FakeHost(Transport):
+    """Records every argv; answers from rules (first match wins), else exit 0, no output."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[str, ...], bytes | str | None]] = []
+        self.rules: list = []
+        self.closed = False
+
+    def on(self, match, rc=0, out="", err=""):
+        self.rules.append((match, lambda argv, inp: (rc, out, err)))
+        return self
+
+    def run(self, argv, *, input=None, timeout=None, check=True, stream=None, env=None):
+        argv = tuple(str(a) for a in argv)
+        self.calls.append((argv, input))
+        rc, out, err = 0, "", ""
+        for match, handler in self.rules:
+            if match(argv):
+                rc, out, err = handler(argv, input)
+                break
+        if stream:
+            for line in out.splitlines():
+                stream(line)
+        if check and rc:
+            raise CommandFailed(argv, rc, err or out, host=self.name)
+        return Result(argv, rc, out, err, 0.0, host=self.name)
+
+    def close(self):
+        self.closed = True
+
+    def names(self) -> list[str]:
+        return [kind(a) for a, _ in self.calls]
+
+
+def kind(argv) -> str:
+    text = " ".join(argv)
+    if len(argv) > 2 and argv[2] == rs.LOCK_SCRIPT:
+        return "lock"
+    if len(argv) > 2 and argv[2] == rs.RECORD_SCRIPT:
+        return "record"
+    if len(argv) > 2 and argv[2] == rs.UNLOCK_SCRIPT:
+        return "unlock"
+    if "docker pull" in text:
+        return "pull"
+    if "--entrypoint python3" in text:
+        return "migrate"
+    if "docker run --detach --name notes-dev-app " in text:
+        return "replace"
+    if "notes-dev-app-previous notes-dev-app" in text:
+        return "restore"
+    if text.startswith("docker inspect --format {{json .State}}"):
+        return "state"
+    if text.startswith("docker logs"):
+        return "logs"
+    return text[:40]
+
+
+def is_(name):
+    return lambda argv: kind(argv) == name
+
+
+@pytest.fixture
+def health_server():
+    """A real HTTP server on 127.0.0.1 whose /health answers `state['status']`."""
+    state = {"status": 200}
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(state["status"])
+            self.end_headers()
+            self.wfile.write(b'{"status": "ok"}')
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02},
+                     daemon=True).start()
+    yield srv.server_address[1], state
+    srv.shutdown()
+
+
+def make_config(tmp_path: Path, port: int, *, test_command=None, migrations_command=None,
+                health_timeout=1.0):
+    (tmp_path / "known_hosts").write_text("")
+    test_cmd = json.dumps(test_command or ["python3", "-c", "print('tests ok')"])
+    mig = f"command = {json.dumps(migrations_command)}" if migrations_command else ""
+    (tmp_path / "conveyor.toml").write_text(textwrap.dedent(f"""
+        [app]
+        name = "notes"
+        image = "notes"
+        port = 8000
+        [app.health]
+        timeout = {health_timeout}
+        interval = 0.05
+        [app.secrets]
+        API_TOKEN = {{ env = "NOTES_API_TOKEN" }}
+        [migrations]
+        {mig}
+        [registry]
+        address = "127.0.0.1:5000"
+        [environments.dev]
+        host = "root@10.0.0.5:22"
+        known_hosts = "known_hosts"
+        address = "127.0.0.1"
+        port = {port}
+        test_command = {test_cmd}
+        state_dir = "/srv/conveyor"
+        labels = {{ "conveyor.test" = "1" }}
+        [environments.dev.database]
+        kind = "container"
+        image = "postgres:15"
+        name = "notes"
+        user = "notes"
+        password = {{ env = "NOTES_DEV_DB_PASSWORD" }}
+    """))
+    return load_config(tmp_path)
+
+
+@pytest.fixture
+def env_secrets(monkeypatch):
+    monkeypatch.setenv("NOTES_DEV_DB_PASSWORD", PASSWORD)
+    monkeypatch.setenv("NOTES_API_TOKEN", "tok-123456")
+    monkeypatch.setenv("CONVEYOR_ACTOR", "alice")
+
+
+def healthy_host(current: bool = True) -> FakeHost:
+    host = FakeHost()
+    app = {"Config": {"Image": "old", "Labels": {"conveyor.image": "127.0.0.1:5000/notes@"
+                                                  + "sha256:" + "cd" * 32,
+                                                  rs.REVISION_LABEL: "oldrev"}}}
+    lock_out = ("::app::\n" + (json.dumps(app) if current else "null") + "\n::db::\n"
+                + json.dumps({"Running": True, "Status": "running"}) + "\n")
+    host.on(is_("lock"), out=lock_out)
+    host.on(is_("pull"), out=json.dumps({rs.REVISION_LABEL: "newrev"}) + "\n")
+    result = {"ok": True, "applied": [{"version": "2", "name": "2_add", "direction": "up",
+                                       "duration_ms": 1.0}], "reverted": []}
+    host.on(is_("migrate"), out="applying 2_add ...\napplied 2_add (1 ms)\n"
+            + remote_migrate.RESULT_MARK + json.dumps(result) + "\n")
+    host.on(is_("replace"), out="0123456789abcdef\n")
+    return host
+
+
+def plan_for(tmp_path, port, host, **kw):
+    cfg = make_config(tmp_path, port, **{k: v for k, v in kw.items()
+                                         if k in ("test_command", "migrations_command",
+                                                  "health_timeout")})
+    remote = rs.Remote(cfg, "dev", transport_factory=lambda r: host)
+    image = rs.ImageRef("127.0.0.1:5000/notes", DIGEST, "newrev-local")
+    dep = rs.deploy_plans(remote, image, rs.DeployOptions(project_dir=tmp_path,
+                                                          junit=kw.get("junit")),
+                          deployment_id="20260101T000000Z-abcd")
+    return remote, dep
+
+
+def events_sink():
+    events: list[dict] = []
+    return events, events.append
+
+
+# --------------------------------------------------------------------------- happy path
+
+
+def test_deploy_runs_steps_in_order_in_few_round_trips(tmp_path, env_secrets, health_server):
+    port, _ = health_server
+    host = healthy_host()
+    remote, dep = plan_for(tmp_path, port, host)
+    assert [s.name for s in dep.main.steps] == ["lock", "pull", "migrate", "replace", "health",
+                                               "test"]
+    events, emit = events_sink()
+    result = rs.run_deployment(dep, emit)
+    assert result.ok, result.error
+    assert host.names() == ["lock", "pull", "migrate", "replace", "record"]
+    rec = dep.record
+    assert rec.result == "ok"
+    assert rec.migrations_applied == ["2_add"]
+    assert rec.revision == "newrev"
+    assert rec.previous_revision == "oldrev"
+    assert rec.who == "alice"
+    assert rec.tests["ok"] is True
+    assert [s["name"] for s in rec.steps] == ["lock", "pull", "migrate", "replace", "health",
+                                              "test"]
+
+
+def test_the_record_is_written_redacted_and_releases_our_lock(tmp_path, env_secrets,
+                                                               health_server):
+    port, _ = health_server
+    host = healthy_host()
+    remote, dep = plan_for(tmp_path, port, host)
+    rs.run_deployment(dep, lambda e: None)
+    argv, data = next((a, i) for a, i in host.calls if kind(a) == "record")
+    assert argv[3:] == ("conveyor-record", "/srv/conveyor/notes/dev", dep.record.id,
+                        dep.record.id)
+    line, _, body = data.partition("\n")
+    assert json.loads(line)["id"] == dep.record.id
+    assert json.loads(body)["steps"][2]["output"] == ["applying 2_add ...",
+                                                      "applied 2_add (1 ms)"]
+    assert PASSWORD not in data and "tok-123456" not in data
+
+
+def test_database_url_and_secrets_travel_on_stdin_only(tmp_path, env_secrets, health_server):
+    port, _ = health_server
+    host = healthy_host()
+    remote, dep = plan_for(tmp_path, port, host)
+    rs.run_deployment(dep, lambda e: None)
+    for argv, _ in host.calls:
+        assert not any(PASSWORD in a or "tok-123456" in a for a in argv), argv
+    migrate_in = next(i for a, i in host.calls if kind(a) == "migrate")
+    header = json.loads(migrate_in.split(b"\n", 1)[0])
+    assert header["database_url"] == f"postgresql://notes:{PASSWORD}@notes-dev-db:5432/notes"
+    assert header["migration_dir"] == "/app/migrations"
+    env_in = next(i for a, i in host.calls if kind(a) == "replace")
+    assert f"DATABASE_URL=postgresql://notes:{PASSWORD}@notes-dev-db:5432/notes" in env_in
+    assert "API_TOKEN=tok-123456" in env_in
+
+
+def test_dry_run_description_has_every_step_and_no_secret(tmp_path, env_secrets,
+                                                          health_server):
+    port, _ = health_server
+    host = FakeHost()
+    remote, dep = plan_for(tmp_path, port, host)
+    text = json.dumps(dep.describe())
+    assert host.calls == []  # describing runs nothing
+    assert [d["step"] for d in dep.describe()] == ["lock", "pull", "migrate", "replace",
+                                                   "health", "test", "record (always)"]
+    assert PASSWORD not in text and "tok-123456" not in text
+    assert f"docker pull 127.0.0.1:5000/notes@{DIGEST}" in text
+    assert "--restart unless-stopped" in text and f"--publish 127.0.0.1:{port}:8000" in text
+    assert "--label conveyor.test=1" in text
+    assert "<conveyor engine bootstrap>" in text
+
+
+def test_app_container_argv(tmp_path, env_secrets, health_server):
+    port, _ = health_server
+    cfg = make_config(tmp_path, port)
+    remote = rs.Remote(cfg, "dev", transport_factory=lambda r: FakeHost())
+    image = rs.ImageRef("127.0.0.1:5000/notes", DIGEST)
+    assert rs.app_run_argv(remote, image, "ID", "rev1") == (
+        "docker", "run", "--detach", "--name", "notes-dev-app", "--network", "notes-dev",
+        "--restart", "unless-stopped", "--stop-timeout", "10",
+        "--env-file", "/srv/conveyor/notes/dev/app.env", "--publish", f"127.0.0.1:{port}:8000",
+        "--label", "conveyor.app=notes", "--label", "conveyor.env=dev",
+        "--label", "conveyor.role=app", "--label", "conveyor.test=1",
+        "--label", "conveyor.deployment=ID", "--label", f"conveyor.image=127.0.0.1:5000/notes@{DIGEST}",
+        "--label", "org.opencontainers.image.revision=rev1",
+        f"127.0.0.1:5000/notes@{DIGEST}")
+    first = rs.replace_argv(remote, ("docker", "run", "x"), has_current=False)[2]
+    assert "docker stop" not in first and first.endswith("docker run x")
+    again = rs.replace_argv(remote, ("docker", "run", "x"), has_current=True)[2]
+    assert ("docker stop --time 10 notes-dev-app >/dev/null && docker rename notes-dev-app "
+            "notes-dev-app-previous && docker run x") in again
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_lock_held_is_refused_naming_the_holder_and_nothing_else_runs(tmp_path, env_secrets,
+                                                                      health_server):
+    port, _ = health_server
+    host = FakeHost().on(is_("lock"), rc=75, out=json.dumps(
+        {"id": "X1", "who": "bob@ci", "since": "2026-01-01T00:00:00Z", "what": "deploy dev"}))
+    remote, dep = plan_for(tmp_path, port, host)
+    result = rs.run_deployment(dep, lambda e: None)
+    assert isinstance(result.error, rs.LockHeld)
+    assert "bob@ci" in str(result.error) and "X1" in str(result.error)
+    assert result.error.exit_code == 5
+    assert host.names() == ["lock"]  # no record, and the other holder's lock is left alone
+
+
+def test_a_failing_migration_stops_before_the_app_is_touched(tmp_path, env_secrets,
+                                                             health_server):
+    port, _ = health_server
+    host = healthy_host()
+    host.rules.insert(0, (is_("migrate"), lambda a, i: (
+        1, "applying 2_add ...\n" + remote_migrate.RESULT_MARK + json.dumps(
+            {"ok": False, "error": "MigrationFailed",
+             "message": "2_add/up.sql line 1: syntax error"}) + "\n", "")))
+    remote, dep = plan_for(tmp_path, port, host)
+    result = rs.run_deployment(dep, lambda e: None)
+    assert isinstance(result.error, rs.RemoteMigrationFailed)
+    assert "syntax error" in str(result.error) and "previous version keeps serving" in \
+        result.error.hint
+    assert "replace" not in host.names() and "restore" not in host.names()
+    assert host.names()[-1] == "record"  # recorded, lock released
+    assert dep.record.result == "failed"
+
+
+def test_a_failing_health_check_restores_the_previous_container(tmp_path, env_secrets,
+                                                                health_server):
+    port, state = health_server
+    state["status"] = 503
+    host = healthy_host()
+    host.on(is_("state"), out=json.dumps({"Status": "running"}) + " 0\n")
+    host.on(is_("logs"), out="Traceback: boom\n")
+    remote, dep = plan_for(tmp_path, port, host, health_timeout=0.3)
+    result = rs.run_deployment(dep, lambda e: None)
+    assert isinstance(result.error, rs.HealthCheckFailed)
+    names = host.names()
+    assert names.index("replace") < names.index("logs") < names.index("restore")
+    assert names[-1] == "record"
+    health = next(s for s in dep.record.steps if s["name"] == "health")
+    assert "[notes-dev-app] Traceback: boom" in health["output"]
+    replace = next(s for s in dep.record.steps if s["name"] == "replace")
+    assert replace["status"] == "undone"
+    assert "test" not in [s["name"] for s in dep.record.steps]
+
+
+def test_failing_tests_are_reported_without_rolling_back(tmp_path, env_secrets,
+                                                         health_server):
+    port, _ = health_server
+    host = healthy_host()
+    junit = tmp_path / "out" / "junit.xml"
+    remote, dep = plan_for(tmp_path, port, host, junit=junit,
+                           test_command=["python3", "-c", "import sys; print('bad'); "
+                                         "sys.exit(1)"])
+    result = rs.run_deployment(dep, lambda e: None)
+    assert result.ok
+    assert dep.record.result == "tests-failed"
+    assert "restore" not in host.names()
+    test = next(s for s in dep.record.steps if s["name"] == "test")
+    assert test["status"] == "failed" and "bad" in test["output"]
+    # not pytest: conveyor writes a one-case JUnit file for the command
+    summary = rs.junit_summary(junit)
+    assert summary["tests"] == 1 and summary["failed"] == 1
+
+
+def test_a_missing_database_container_says_run_setup_and_releases_the_lock(
+        tmp_path, env_secrets, health_server):
+    port, _ = health_server
+    host = FakeHost().on(is_("lock"), out="::app::\nnull\n::db::\nnull\n")
+    remote, dep = plan_for(tmp_path, port, host)
+    result = rs.run_deployment(dep, lambda e: None)
+    assert isinstance(result.error, rs.NotSetUp)
+    assert "conveyor setup dev" in result.error.hint
+    assert host.names() == ["lock", "record"]
+    record_argv = host.calls[-1][0]
+    assert record_argv[-1] == dep.record.id  # the lock is ours: released with the record
+
+
+def test_user_migration_command_gets_the_url_from_a_removed_env_file(tmp_path, env_secrets,
+                                                                     health_server):
+    port, _ = health_server
+    host = healthy_host()
+    host.rules.insert(0, (lambda a: "diesel" in a, lambda a, i: (0, "done\n", "")))
+    remote, dep = plan_for(tmp_path, port, host,
+                           migrations_command=["diesel", "migration", "run"])
+    result = rs.run_deployment(dep, lambda e: None)
+    assert result.ok, result.error
+    argv, stdin = next((a, i) for a, i in host.calls if "diesel" in a)
+    assert argv[:2] == ("sh", "-c") and "trap 'rm -f \"$f\"' EXIT" in argv[2]
+    env_path = "/srv/conveyor/notes/dev/migrate-20260101T000000Z-abcd.env"
+    assert argv[4] == env_path and "--env-file" in argv and argv[-3:] == (
+        "diesel", "migration", "run")
+    assert stdin.decode().startswith("DATABASE_URL=postgresql://notes:")
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def test_setup_plan_creates_once_and_never_recreates(tmp_path, env_secrets, health_server):
+    port, _ = health_server
+    host = FakeHost().on(lambda a: "docker start notes-dev-db" in " ".join(a),
+                         out="postgres:15 running\n")
+    cfg = make_config(tmp_path, port)
+    remote = rs.Remote(cfg, "dev", transport_factory=lambda r: host)
+    plan = rs.setup_plan(remote)
+    assert [s.name for s in plan.steps] == ["network", "volume", "database", "ready"]
+    text = json.dumps(plan.describe())
+    assert PASSWORD not in text
+    assert plan.steps[0].describe[0][2].startswith(
+        "docker network inspect --format '{{.Name}}' notes-dev >/dev/null 2>&1 || docker "
+        "network create")
+    assert "--volume notes-dev-pgdata:/var/lib/postgresql/data" in plan.steps[2].describe[0][2]
+    execute(plan, lambda e: None)
+    db_argv, db_in = host.calls[2]
+    assert f"POSTGRES_PASSWORD={PASSWORD}" in db_in
+    assert "docker inspect --format '{{.Id}}' notes-dev-db >/dev/null 2>&1 || docker run" in \
+        db_argv[2]
+    assert host.calls[3][0][:3] == ("docker", "exec", "notes-dev-db")
+
+
+# --------------------------------------------------------------------------- small pieces
+
+
+def test_image_ref_parse():
+    ref = rs.ImageRef.parse(f"127.0.0.1:5000/notes:abc@{DIGEST}")
+    assert (ref.repository, ref.tag, ref.digest) == ("127.0.0.1:5000/notes", "abc", DIGEST)
+    assert ref.ref == f"127.0.0.1:5000/notes@{DIGEST}"
+    with pytest.raises(Exception):
+        rs.ImageRef.parse("127.0.0.1:5000/notes:latest")
+
+
+def test_env_file_refuses_line_breaks():
+    assert rs.env_file({"A": "1", "B": "x=y z"}, "k") == "A=1\nB=x=y z\n"
+    with pytest.raises(Exception):
+        rs.env_file({"A": "1\nB=2"}, "k")
+
+
+def test_describe_holder():
+    assert rs.describe_holder({}) .startswith("an unknown holder")
+    text = rs.describe_holder({"who": "bob", "what": "deploy dev x", "since": "T",
+                               "id": "D1"})
+    assert text == "bob for `deploy dev x` since T (deployment D1)"
+
+
+def test_is_pytest():
+    assert rs.is_pytest(["pytest", "-q"]) and rs.is_pytest(["/venv/bin/py.test"])
+    assert rs.is_pytest(["python3", "-m", "pytest", "tests"])
+    assert not rs.is_pytest(["make", "test"]) and not rs.is_pytest([])
