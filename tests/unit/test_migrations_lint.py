@@ -420,3 +420,38 @@ def test_missing_squawk_is_a_clear_error(tmp_path, monkeypatch, capsys):
 def test_squawk_is_found_beside_the_interpreter():
     path = lint.find_squawk()
     assert path.name == "squawk" and path.is_file()
+
+
+def test_odd_directory_names_and_migrations_not_on_disk(tmp_path):
+    """squawk takes paths as glob patterns: such files go through stdin instead; so does SQL
+    that is not (or no longer) what the file on disk holds, e.g. from a library caller."""
+    from dataclasses import dataclass
+
+    root = tmp_path / "mig [rations] *"
+    write(root, "2024-01-01-000000_add index {x}", "CREATE INDEX users_idx ON users (id);\n")
+    report = lint_migrations(discover(root))
+    assert rules(report) == {"require-concurrent-index-creation": "warning"}
+    assert report.findings[0].file == str(root / "2024-01-01-000000_add index {x}" / "up.sql")
+
+    @dataclass
+    class FakeMigration:
+        version: str
+        name: str
+        up_sql: str
+        run_in_transaction: bool
+        up_path: Path
+
+    fake = FakeMigration("1", "1_gone", "TRUNCATE users;", True, tmp_path / "nowhere" / "up.sql")
+    report = lint_migrations([fake])
+    assert [(f.rule, f.file) for f in report.findings] == [("truncate", str(fake.up_path))]
+
+
+def test_many_migrations_are_linted_in_batches(tmp_path):
+    root = tmp_path / "migrations"
+    for i in range(1, 41):
+        write(root, f"2024-01-01-{i:06d}_m{i}", f"CREATE TABLE t{i} (id bigint);\n"
+              f"CREATE INDEX t{i}_idx ON t{i} (id);\nCREATE INDEX u{i}_idx ON users (id);\n")
+    report = lint_migrations(discover(root))
+    assert len(report.findings) == 40
+    assert {(f.rule, f.line) for f in report.findings} == {
+        ("require-concurrent-index-creation", 3)}

@@ -875,19 +875,16 @@ def squawk_version(squawk: Path) -> str | None:
     return out.split()[-1] if out else None
 
 
-def run_squawk(squawk: Path, sql: str, *, filepath: str, in_transaction: bool,
-               cwd: Path | None = None) -> list[dict]:
-    """squawk's JSON violations for ``sql`` (fed on stdin, so odd file names are no problem)."""
-    argv = [str(squawk), "--reporter", "json", "--stdin-filepath", filepath,
-            "--assume-in-transaction" if in_transaction else "--no-assume-in-transaction"]
+def _squawk_json(argv: list[str], stdin: bytes | None, cwd: Path | None, what: str) -> list[dict]:
     try:
-        r = subprocess.run(argv, input=sql.encode("utf-8"), capture_output=True,
-                           timeout=SQUAWK_TIMEOUT, cwd=cwd if cwd and cwd.is_dir() else None)
+        r = subprocess.run(argv, input=stdin, capture_output=True, timeout=SQUAWK_TIMEOUT,
+                           stdin=None if stdin is not None else subprocess.DEVNULL,
+                           cwd=cwd if cwd and cwd.is_dir() else None)
     except subprocess.TimeoutExpired as exc:
-        raise LintError(f"squawk did not finish within {SQUAWK_TIMEOUT:g} s on {filepath}.",
-                        "Run it by hand to see why: " + " ".join(argv)) from exc
+        raise LintError(f"squawk did not finish within {SQUAWK_TIMEOUT:g} s on {what}.",
+                        "Run it by hand to see why: " + " ".join(argv[:6]) + " ...") from exc
     except OSError as exc:
-        raise LintError(f"cannot run squawk ({squawk}): {exc}.",
+        raise LintError(f"cannot run squawk ({argv[0]}): {exc}.",
                         "Reinstall the squawk-cli package.") from exc
     stdout = r.stdout.decode("utf-8", "replace").strip()
     try:
@@ -898,9 +895,82 @@ def run_squawk(squawk: Path, sql: str, *, filepath: str, in_transaction: bool,
     if r.returncode not in (0, 1) or not isinstance(data, list) \
             or (r.returncode == 1 and not data):
         err = (r.stderr.decode("utf-8", "replace").strip() or stdout)[-500:]
-        raise LintError(f"squawk failed on {filepath} (exit {r.returncode}): {err}",
+        raise LintError(f"squawk failed on {what} (exit {r.returncode}): {err}",
                         "Check the squawk installation and any .squawk.toml it reads.")
     return data
+
+
+def _mode(in_transaction: bool) -> str:
+    return "--assume-in-transaction" if in_transaction else "--no-assume-in-transaction"
+
+
+def run_squawk(squawk: Path, sql: str, *, filepath: str, in_transaction: bool,
+               cwd: Path | None = None) -> list[dict]:
+    """squawk's JSON violations for ``sql`` (fed on stdin, so odd file names are no problem)."""
+    argv = [str(squawk), "--reporter", "json", "--stdin-filepath", filepath, _mode(in_transaction)]
+    return _squawk_json(argv, sql.encode("utf-8"), cwd, filepath)
+
+
+def run_squawk_files(squawk: Path, paths: Sequence[str], *, in_transaction: bool,
+                     cwd: Path | None = None) -> dict[str, list[dict]]:
+    """squawk's JSON violations for several files in one process, by path as given. squawk
+    takes paths as glob patterns: give it only paths without glob characters."""
+    argv = [str(squawk), "--reporter", "json", _mode(in_transaction), "--", *paths]
+    out: dict[str, list[dict]] = {p: [] for p in paths}
+    for v in _squawk_json(argv, None, cwd, f"{len(paths)} files"):
+        out.setdefault(str(v.get("file")), []).append(v)
+    return out
+
+
+_GLOB_CHARS = frozenset("*?[]{}!")
+_BATCH = 300
+
+
+def _squawk_all(binary: Path, migrations: Sequence[MigrationLike]) -> list[list[dict]]:
+    """squawk's violations of each migration's up.sql. Without ``--assume-in-transaction``
+    (in that mode squawk exempts tables created earlier in the file on its own; conveyor
+    decides what is new, across files and knowing existing_tables), plus the transaction rules
+    from a run with it for transactional migrations. Files that are on disk as given are linted
+    in batches (one squawk process for many files); the others are fed on stdin."""
+    plain: list[list[dict] | None] = [None] * len(migrations)
+    tx: list[list[dict] | None] = [None] * len(migrations)
+    on_disk: list[int] = []
+    for i, m in enumerate(migrations):
+        path = str(m.up_path)
+        if _GLOB_CHARS.isdisjoint(path) and not path.startswith("-"):
+            try:
+                if Path(path).read_bytes().decode("utf-8") == m.up_sql:
+                    on_disk.append(i)
+            except (OSError, UnicodeDecodeError):
+                pass
+    for in_tx, results in ((False, plain), (True, tx)):
+        todo = [i for i in on_disk if not in_tx or migrations[i].run_in_transaction]
+        for start in range(0, len(todo), _BATCH):
+            chunk = todo[start:start + _BATCH]
+            paths = [os.path.abspath(migrations[i].up_path) for i in chunk]
+            cwd = Path(os.path.commonpath([os.path.dirname(p) for p in paths]))
+            try:
+                found = run_squawk_files(binary, paths, in_transaction=in_tx, cwd=cwd)
+            except LintError:
+                continue  # e.g. a path squawk cannot take as a pattern: stdin below says why
+            for i, p in zip(chunk, paths):
+                results[i] = found.get(p, [])
+    violations = []
+    for i, m in enumerate(migrations):
+        up_path = Path(m.up_path)
+        got = plain[i]
+        if got is None:
+            got = run_squawk(binary, m.up_sql, filepath=str(up_path), in_transaction=False,
+                             cwd=up_path.parent)
+        if m.run_in_transaction:
+            got = [v for v in got if v.get("rule_name") not in SQUAWK_TX_RULES]
+            extra = tx[i]
+            if extra is None:
+                extra = run_squawk(binary, m.up_sql, filepath=str(up_path), in_transaction=True,
+                                   cwd=up_path.parent)
+            got += [v for v in extra if v.get("rule_name") in SQUAWK_TX_RULES]
+        violations.append(got)
+    return violations
 
 
 class _LineIndex:
@@ -965,23 +1035,13 @@ def lint_migrations(
     new_tables: set[str] = set()
     new_indexes: dict[str, str] = {}  # index name -> its (new) table
 
-    for m in migrations:
+    all_violations = _squawk_all(binary, migrations)
+    for m, violations in zip(migrations, all_violations):
         report.migrations.append((m.version, m.name))
         sql = m.up_sql
-        up_path = Path(m.up_path)
-        file = str(up_path)
+        file = str(m.up_path)
         statements = split_statements(sql)
         lines = _LineIndex(sql)
-        # squawk without --assume-in-transaction: in that mode squawk exempts tables created
-        # earlier in the file itself; conveyor decides which tables are new (across files, and
-        # knowing existing_tables). The transaction rules come from a second run with it.
-        violations = run_squawk(binary, sql, filepath=file, in_transaction=False,
-                                cwd=up_path.parent)
-        if m.run_in_transaction:
-            violations = [v for v in violations if v.get("rule_name") not in SQUAWK_TX_RULES]
-            violations += [v for v in run_squawk(binary, sql, filepath=file, in_transaction=True,
-                                                 cwd=up_path.parent)
-                           if v.get("rule_name") in SQUAWK_TX_RULES]
 
         # squawk's findings, attached to our statements
         by_stmt: dict[int, list[tuple[dict, int]]] = {}
