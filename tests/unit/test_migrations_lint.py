@@ -173,6 +173,21 @@ def test_table_created_in_an_earlier_pending_migration_is_new(tmp_path):
         ("require-concurrent-index-creation", 7)], report.render_text()
 
 
+def test_whole_directory_lints_each_migration_on_its_own(tmp_path, capsys):
+    """Without VERSIONs the CLI lints the history: tables of earlier migrations hold data."""
+    root = tmp_path / "migrations"
+    write(root, "2024-01-01-000000_create", "CREATE TABLE events (id bigint, kind text);")
+    write(root, "2024-01-02-000000_index", "CREATE INDEX events_kind_idx ON events (kind);")
+    def run(*extra: str) -> tuple[int, list[str]]:
+        code = main(["--migration-dir", str(root), "--json", "--strict", *extra])
+        return code, [f["rule"] for f in json.loads(capsys.readouterr().out)["findings"]]
+
+    assert run() == (1, ["require-concurrent-index-creation"])
+    assert run("--all") == (1, ["require-concurrent-index-creation"])
+    assert run("20240101000000", "20240102000000") == (0, [])  # one set: events is new
+    assert lint_migrations(discover(root), one_set=False).exit_code(strict=True) == 1
+
+
 def test_only_the_linted_set_counts(tmp_path):
     """Linting just the second migration: its table is not created in the set, so it exists."""
     root = tmp_path / "migrations"

@@ -33,7 +33,9 @@ How it works
   identifiers, dollar quoting, nested block comments and ``BEGIN ATOMIC`` bodies, so the text of
   function bodies and strings never produces findings.
 * **New tables are fine.** A table created earlier in the set being linted (an earlier
-  statement of the same file or an earlier migration of the set) is empty and unused: locking,
+  statement of the same file or an earlier migration of the set; the CLI treats the VERSIONs
+  it is given as one set, and every migration as a set of its own when it lints the whole
+  directory, whose old tables hold data by now) is empty and unused: locking,
   rewriting and destructive findings on it are dropped (``CREATE INDEX`` without
   ``CONCURRENTLY`` on a table created in the same migration is the usual case). Renames and
   drops are followed; ``existing_tables`` (names known to exist in the target database) keeps a
@@ -1020,10 +1022,15 @@ def lint_migrations(
     migrations: Iterable[MigrationLike],
     *,
     existing_tables: Iterable[str] | None = None,
+    one_set: bool = True,
     squawk: str | os.PathLike[str] | None = None,
 ) -> LintReport:
     """Lint the ``up.sql`` of ``migrations`` (in the order given, as they would be applied).
 
+    ``one_set`` (the default, for the pending set of a deploy): a table created by an earlier
+    migration of ``migrations`` is new (empty, unused) for the later ones. ``one_set=False``
+    treats every migration on its own, as if the earlier ones had been applied long ago (right
+    for linting a whole history, where the tables of old migrations hold data by now).
     ``existing_tables``: names (``table`` or ``schema.table``) known to exist in the target
     database; a ``CREATE TABLE IF NOT EXISTS`` of one of them does not make it a new table.
     Raises :class:`LintError` when squawk is missing or fails.
@@ -1038,6 +1045,9 @@ def lint_migrations(
     all_violations = _squawk_all(binary, migrations)
     for m, violations in zip(migrations, all_violations):
         report.migrations.append((m.version, m.name))
+        if not one_set:
+            new_tables.clear()
+            new_indexes.clear()
         sql = m.up_sql
         file = str(m.up_path)
         statements = split_statements(sql)
@@ -1149,9 +1159,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("versions", nargs="*", metavar="VERSION",
                    help="lint only these migrations (version, e.g. 20240131120000, or directory "
-                   "name); default: every migration in the directory")
+                   "name), as one set applied together: a table created by an earlier one is "
+                   "new for the later ones; default: every migration in the directory")
     p.add_argument("--all", action="store_true",
-                   help="lint every migration in the directory (the default without VERSIONs)")
+                   help="lint every migration in the directory (the default without VERSIONs), "
+                   "each on its own: tables created by earlier migrations count as existing")
     p.add_argument("--migration-dir", metavar="DIR",
                    help="the migrations directory (default: the config's, else ./migrations)")
     p.add_argument("-C", "--project-dir", metavar="DIR", default=None,
@@ -1202,7 +1214,8 @@ def main(argv: list[str] | None = None) -> int:
 
         directory = _migration_dir(args)
         migrations = _select(discover(directory), args.versions)
-        report = lint_migrations(migrations)
+        # VERSIONs name the set about to be applied together; a whole history is not one
+        report = lint_migrations(migrations, one_set=bool(args.versions))
     except MigrationError as exc:
         code = EXIT_LINT_FAILED
         if as_json:
