@@ -412,6 +412,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
+    except BrokenPipeError:  # e.g. `conveyor migrate status | head`
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:  # pragma: no cover
+            pass
+        return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

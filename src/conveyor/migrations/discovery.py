@@ -45,25 +45,49 @@ class Migration:
     ``inspect`` and costs more start-up time than a no-op ``conveyor migrate run`` can spare.
     """
 
-    __slots__ = ("version", "name", "directory", "up_sql", "down_sql", "run_in_transaction",
+    __slots__ = ("version", "name", "_dir", "up_sql", "_down", "run_in_transaction",
                  "checksum")
+    _FIELDS = ("version", "name", "directory", "up_sql", "down_sql", "run_in_transaction",
+               "checksum")
 
     version: str
     #: the full directory name, e.g. ``2023-11-01-120000_create_users``
     name: str
-    directory: Path
     up_sql: str
-    down_sql: str | None
     run_in_transaction: bool
     #: sha256 hex digest of the bytes of up.sql
     checksum: str
 
     def __init__(self, version: str, name: str, directory: Path, up_sql: str,
                  down_sql: str | None, run_in_transaction: bool, checksum: str) -> None:
-        for key, value in (("version", version), ("name", name), ("directory", directory),
-                           ("up_sql", up_sql), ("down_sql", down_sql),
+        for key, value in (("version", version), ("name", name), ("_dir", directory),
+                           ("up_sql", up_sql), ("_down", down_sql),
                            ("run_in_transaction", run_in_transaction), ("checksum", checksum)):
             object.__setattr__(self, key, value)
+
+    @property
+    def directory(self) -> Path:
+        d = self._dir
+        if not isinstance(d, Path):
+            d = Path(d)
+            object.__setattr__(self, "_dir", d)
+        return d
+
+    @property
+    def down_sql(self) -> str | None:
+        """The text of down.sql, or None without one (read when first asked for: most
+        commands never need it)."""
+        down = self._down
+        if down is _UNREAD:
+            path = os.path.join(self._dir, "down.sql")
+            try:
+                down = _read_text(path)[1]
+            except DiscoveryError:
+                if os.path.lexists(path):
+                    raise
+                down = None
+            object.__setattr__(self, "_down", down)
+        return down
 
     def __setattr__(self, key, value):
         raise AttributeError(f"Migration is immutable (cannot set {key!r})")
@@ -72,7 +96,7 @@ class Migration:
         raise AttributeError(f"Migration is immutable (cannot delete {key!r})")
 
     def _key(self) -> tuple:
-        return tuple(getattr(self, k) for k in self.__slots__)
+        return tuple(getattr(self, k) for k in self._FIELDS)
 
     def __eq__(self, other):
         if other.__class__ is not self.__class__:
@@ -107,13 +131,49 @@ class Migration:
         return self.down_sql is not None
 
 
+class _Unread:
+    def __repr__(self) -> str:
+        return "<not read yet>"
+
+
+_UNREAD = _Unread()
+
+
 def checksum_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _read_text(path: Path) -> tuple[bytes, str]:
+def _read_bytes(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        data = path.read_bytes()
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+class _NoUpSql(Exception):
+    pass
+
+
+def _decode(data: bytes, path) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DiscoveryError(
+            f"{path} is not valid UTF-8 (byte {exc.start}).", path,
+            "Diesel reads migration files as UTF-8 text; re-save the file as UTF-8.",
+        ) from exc
+
+
+def _read_text(path) -> tuple[bytes, str]:
+    try:
+        data = _read_bytes(os.fspath(path))
     except OSError as exc:
         raise DiscoveryError(f"Cannot read {path}: {exc.strerror or exc}.", path,
                              "Check the file's permissions.") from exc
@@ -133,8 +193,8 @@ _TRIVIAL_TOML = {
 }
 
 
-def _run_in_transaction(path: Path) -> bool:
-    if not path.is_file():
+def _run_in_transaction(path) -> bool:
+    if not os.path.isfile(path):
         return True  # no metadata.toml: Diesel's TomlMetadata::default(), i.e. true
     _, text = _read_text(path)
     # The common files ("run_in_transaction = false", comments) without importing tomllib.
@@ -162,49 +222,51 @@ def _run_in_transaction(path: Path) -> bool:
     return value
 
 
-def load_migration(directory: Path) -> Migration:
-    """Read one migration directory (which must contain up.sql)."""
-    name = directory.name
+def load_migration(directory: Path | str, names: list[str] | None = None) -> Migration:
+    """Read one migration directory (which must contain up.sql). ``names``: its file names,
+    when the caller has listed it already."""
+    dir_s = os.fspath(directory)
+    name = os.path.basename(dir_s)
     version = version_from_name(name)
     if not version:
         raise DiscoveryError(
-            f"Migration directory {directory} has no version: its name starts with '_'.",
-            directory,
+            f"Migration directory {dir_s} has no version: its name starts with '_'.",
+            dir_s,
             "Name it <version>_<name>, e.g. 2024-01-31-120000_create_users "
             "(`conveyor migrate generate NAME` does this).",
         )
     if len(version) > MAX_VERSION_LENGTH:
         raise DiscoveryError(
-            f"Migration directory {directory} gives the version {version!r}, "
+            f"Migration directory {dir_s} gives the version {version!r}, "
             f"{len(version)} characters long; Diesel's __diesel_schema_migrations.version is "
             f"VARCHAR({MAX_VERSION_LENGTH}).",
-            directory,
+            dir_s,
             "Shorten the part of the name before the first '_' (the version is that part "
             "with every '-' removed).",
         )
-    up_path = directory / "up.sql"
-    up_bytes, up_sql = _read_text(up_path)
+    up_path = os.path.join(dir_s, "up.sql")
+    try:
+        up_bytes = _read_bytes(up_path)
+    except FileNotFoundError:
+        raise _NoUpSql(dir_s) from None
+    except OSError as exc:
+        raise DiscoveryError(f"Cannot read {up_path}: {exc.strerror or exc}.", up_path,
+                             "Check the file's permissions.") from exc
+    up_sql = _decode(up_bytes, up_path)
     if not up_bytes:
         raise DiscoveryError(
             f"{up_path} is empty.", up_path,
             "Diesel refuses to run an empty migration (EmptyMigration); write the SQL, or "
             "put a comment such as `-- nothing to do` in it.",
         )
-    down_path = directory / "down.sql"
-    down_sql: str | None
-    try:
-        _, down_sql = _read_text(down_path)
-    except DiscoveryError:
-        if down_path.exists():
-            raise
-        down_sql = None
     return Migration(
         version=version,
         name=name,
         directory=directory,
         up_sql=up_sql,
-        down_sql=down_sql,
-        run_in_transaction=_run_in_transaction(directory / "metadata.toml"),
+        down_sql=_UNREAD if names is None or "down.sql" in names else None,
+        run_in_transaction=(_run_in_transaction(os.path.join(dir_s, "metadata.toml"))
+                            if names is None or "metadata.toml" in names else True),
         checksum=checksum_of(up_bytes),
     )
 
@@ -239,11 +301,17 @@ def discover(directory: Path | str) -> list[Migration]:
         try:
             if not entry.is_dir():  # plain files (README.md, ...) are ignored like Diesel does
                 continue
-            names = [n for n in os.listdir(entry.path) if not n.startswith(".")]
         except OSError:
             continue
-        path = Path(entry.path)
-        if "up.sql" not in names:
+        path = entry.path
+        try:
+            # up.sql is opened directly (listing each directory would cost more than reading)
+            migration = load_migration(path)
+        except _NoUpSql:
+            try:
+                names = [n for n in os.listdir(path) if not n.startswith(".")]
+            except OSError:
+                names = []
             what = "is empty" if not names else "has no up.sql"
             raise DiscoveryError(
                 f"Migration directory {path} {what}; every directory in {directory} that does "
@@ -251,8 +319,7 @@ def discover(directory: Path | str) -> list[Migration]:
                 "UnknownMigrationFormat).",
                 path,
                 "Add the up.sql, or remove or rename the directory to start with '.'.",
-            )
-        migration = load_migration(path)
+            ) from None
         other = by_version.get(migration.version)
         if other is not None:
             first, second = sorted([other.name, migration.name])

@@ -243,38 +243,70 @@ def _migration_dict(m: Migration) -> dict:
 
 
 class _Segment:
-    """One migration body in a message: character offsets of the body and of the end of its
-    bookkeeping."""
+    """One migration body in a message, with the character offsets needed to attribute an
+    error position, and ``lead``: how many statement results precede the body after the
+    previous segment's end marker (BEGIN, the previous COMMIT, a leading UPDATE)."""
 
-    __slots__ = ("migration", "direction", "body_start", "body_end", "end")
+    __slots__ = ("migration", "direction", "sql", "start", "body_start", "body_end", "end",
+                 "lead")
 
-    def __init__(self, migration, direction, body_start, body_end, end) -> None:
-        self.migration, self.direction = migration, direction
-        self.body_start, self.body_end, self.end = body_start, body_end, end
+    def __init__(self, migration, direction, sql, start, body_start, body_end, end, lead):
+        self.migration, self.direction, self.sql = migration, direction, sql
+        self.start, self.body_start, self.body_end, self.end = start, body_start, body_end, end
+        self.lead = lead
+
+    @property
+    def path(self) -> Path:
+        return self.migration.up_path if self.direction == "up" else self.migration.down_path
 
 
 class _Message:
-    """One simple query made of segments, with the offsets needed to attribute errors."""
+    """One simple query made of segments."""
 
-    def __init__(self, nonce: str) -> None:
-        self.nonce = nonce
+    def __init__(self) -> None:
         self.parts: list[str] = []
         self.length = 0
         self.segments: list[_Segment] = []
+        self.leading_results = 0  # results of statements before the first segment's BEGIN
 
     def add(self, text: str) -> None:
         self.parts.append(text)
         self.length += len(text)
 
-    def add_body(self, m: Migration, direction: str, sql: str, bookkeeping: str) -> None:
-        start = self.length
+    def add_segment(self, m: Migration, direction: str, sql: str, start: int, lead: int,
+                    bookkeeping: str) -> None:
+        body_start = self.length
         self.add(sql)
         body_end = self.length
         self.add(bookkeeping)
-        self.segments.append(_Segment(m, direction, start, body_end, self.length))
+        self.segments.append(_Segment(m, direction, sql, start, body_start, body_end,
+                                      self.length, lead))
 
     def text(self) -> str:
         return "".join(self.parts)
+
+
+class _Session:
+    """One operation on one connection (holding the advisory lock)."""
+
+    def __init__(self, conn: pq.Connection, rows: list[tuple], search_path: str,
+                 diesel_table: str, conveyor_table: str) -> None:
+        self.conn = conn
+        self.rows = rows
+        self.search_path = search_path
+        self.diesel = diesel_table
+        self.conveyor = conveyor_table
+        self.nonce = os.urandom(6).hex()
+        #: (version, duration_ms) of applied migrations, written in the next query
+        self.durations: list[tuple[str, float]] = []
+
+    def flush_sql(self) -> str:
+        if not self.durations:
+            return ""
+        values = ", ".join(f"({pq.quote_literal(v)}, {d!r}::float8)" for v, d in self.durations)
+        self.durations = []
+        return (f"UPDATE {self.conveyor} AS c SET duration_ms = v.d FROM (VALUES {values})"
+                " AS v(version, d) WHERE c.version = v.version;\n")
 
 
 class Migrator:
@@ -316,7 +348,7 @@ class Migrator:
             )[0]
             rows: list[tuple] = []
             if exists[0] == "t":
-                rows = conn.query(_read_sql(conveyor_table=exists[1] == "t"))
+                rows = _parse_rows(conn.query(_read_sql(conveyor_table=exists[1] == "t"))[0][0])
         status = _build_status(migrations, rows)
         status.tables_exist = exists[0] == "t"
         return status
@@ -331,18 +363,19 @@ class Migrator:
         t0 = time.perf_counter()
         migrations = self.discover()
         with self._connect() as conn:
-            rows, search_path = self._lock_and_setup(conn)
-            status = _build_status(migrations, rows)
+            s = self._lock_and_setup(conn)
+            status = _build_status(migrations, s.rows)
             blocking = status.blocking_problems
             if blocking and not allow_drift:
                 raise DriftError(blocking)
             result = RunResult(problems=status.problems)
-            housekeeping = self._housekeeping_sql(status, rows, result)
+            housekeeping = self._housekeeping_sql(s, status, result)
+            if housekeeping:
+                conn.execute(housekeeping)
             self._emit("plan", pending=status.pending, problems=status.problems)
-            steps = [(m, "up") for m in status.pending]
-            self._execute_steps(conn, steps, search_path, result, prologue=housekeeping,
+            self._execute_steps(s, [(m, "up") for m in status.pending], result,
                                 single_transaction=False)
-            conn.execute(f"SELECT pg_catalog.pg_advisory_unlock({LOCK_KEY})")
+            self._finish(s)
         result.duration_ms = (time.perf_counter() - t0) * 1000
         return result
 
@@ -351,17 +384,17 @@ class Migrator:
         t0 = time.perf_counter()
         migrations = self.discover()
         with self._connect() as conn:
-            rows, search_path = self._lock_and_setup(conn)
-            status = _build_status(migrations, rows)
+            s = self._lock_and_setup(conn)
+            status = _build_status(migrations, s.rows)
             targets = list(reversed(status.applied))
             if not all:
                 targets = targets[: max(0, n or 0)]
             to_revert = self._revertible(targets)
             result = RunResult(problems=status.problems)
             self._emit("plan", reverting=to_revert, problems=status.problems)
-            self._execute_steps(conn, [(m, "down") for m in to_revert], search_path, result,
-                                prologue="", single_transaction=False)
-            conn.execute(f"SELECT pg_catalog.pg_advisory_unlock({LOCK_KEY})")
+            self._execute_steps(s, [(m, "down") for m in to_revert], result,
+                                single_transaction=False)
+            self._finish(s)
         result.duration_ms = (time.perf_counter() - t0) * 1000
         return result
 
@@ -371,21 +404,20 @@ class Migrator:
         t0 = time.perf_counter()
         migrations = self.discover()
         with self._connect() as conn:
-            rows, search_path = self._lock_and_setup(conn)
-            status = _build_status(migrations, rows)
+            s = self._lock_and_setup(conn)
+            status = _build_status(migrations, s.rows)
             targets = list(reversed(status.applied))
             if not all:
                 targets = targets[: max(0, n or 0)]
             to_revert = self._revertible(targets)
             steps = [(m, "down") for m in to_revert]
             steps += [(m, "up") for m in sorted(to_revert, key=lambda m: m.version)]
-            one_tx = all_tx = builtins.all(m.run_in_transaction for m in to_revert)
+            one_tx = builtins.all(m.run_in_transaction for m in to_revert)
             result = RunResult(problems=status.problems)
-            self._emit("plan", redoing=to_revert, single_transaction=all_tx,
+            self._emit("plan", redoing=to_revert, single_transaction=one_tx,
                        problems=status.problems)
-            self._execute_steps(conn, steps, search_path, result, prologue="",
-                                single_transaction=one_tx)
-            conn.execute(f"SELECT pg_catalog.pg_advisory_unlock({LOCK_KEY})")
+            self._execute_steps(s, steps, result, single_transaction=one_tx)
+            self._finish(s)
         result.duration_ms = (time.perf_counter() - t0) * 1000
         return result
 
@@ -408,9 +440,12 @@ class Migrator:
         self.notices = conn.notices
         return conn
 
-    def _lock_and_setup(self, conn: pq.Connection) -> tuple[list[tuple], str]:
-        """Take the advisory lock, create both tables if needed, read the applied rows."""
+    def _lock_and_setup(self, conn: pq.Connection) -> _Session:
+        """Take the advisory lock, then create both tables if needed and read the applied
+        rows, all in one query."""
         timeout_ms = max(1, int(self.lock_timeout * 1000))
+        where = ("FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+                 " ON n.oid = c.relnamespace WHERE c.oid = pg_catalog.to_regclass")
         sql = (
             SESSION_SETUP
             + f"SET lock_timeout = '{timeout_ms}ms';\n"
@@ -418,18 +453,30 @@ class Migrator:
             + "RESET lock_timeout;\n"
             + DIESEL_CREATE_TABLE
             + CONVEYOR_CREATE_TABLE
-            + "SELECT pg_catalog.current_setting('search_path');\n"
+            + "SELECT pg_catalog.current_setting('search_path'),"
+            f" (SELECT pg_catalog.quote_ident(n.nspname) {where}('__diesel_schema_migrations')),"
+            f" (SELECT pg_catalog.quote_ident(n.nspname) {where}('__conveyor_migrations'));\n"
             + _read_sql(conveyor_table=True)
         )
         try:
-            results = conn.execute(sql)
+            results = self._exec(conn, sql)
         except pq.PgError as exc:
             if exc.sqlstate == "55P03":  # lock_not_available: lock_timeout expired
                 raise LockTimeout(LOCK_KEY, self.lock_timeout, self._lock_holders(conn)) from None
             raise _setup_error(exc) from None
-        rows_results = [r for r in results if r.status == pq.TUPLES_OK]
-        search_path = rows_results[-2].rows[0][0]
-        return rows_results[-1].rows, search_path
+        tuples = [r for r in results if r.status == pq.TUPLES_OK]
+        search_path, diesel_schema, conveyor_schema = tuples[-2].rows[0]
+        return _Session(conn, _parse_rows(tuples[-1].rows[0][0]), search_path,
+                        f"{diesel_schema}.{DIESEL_TABLE}", f"{conveyor_schema}.{CONVEYOR_TABLE}")
+
+    @staticmethod
+    def _exec(conn: pq.Connection, sql: str) -> list:
+        try:
+            return conn.execute(sql)
+        except pq.ConnectError as exc:
+            raise ConnectionFailed(f"Lost the connection to the database: {exc}.",
+                                   "Check the server; `conveyor migrate status` shows what was "
+                                   "applied.") from None
 
     def _lock_holders(self, conn: pq.Connection) -> list[dict]:
         try:
@@ -445,7 +492,7 @@ class Migrator:
                 f" AND l.classid = {LOCK_KEY >> 32} AND l.objid = {LOCK_KEY & 0xFFFFFFFF}"
                 " AND l.objsubid = 1"
             )
-        except pq.PgError:
+        except (pq.PgError, pq.ConnectError):
             return []
         keys = ("pid", "usename", "application_name", "client_addr", "backend_start", "state",
                 "query")
@@ -476,304 +523,330 @@ class Migrator:
             out.append(m)
         return out
 
-    def _housekeeping_sql(self, status: Status, rows: list[tuple], result: RunResult) -> str:
+    def _housekeeping_sql(self, s: _Session, status: Status, result: RunResult) -> str:
         """Record checksums of migrations applied by another tool (first sight) and drop
         checksum rows whose Diesel row is gone (reverted by diesel_cli)."""
         parts = []
-        stale = [r[0] for r in rows if r[1] != "t"]  # conveyor row without Diesel row
+        stale = [r[0] for r in s.rows if r[1] != "t"]  # conveyor row without Diesel row
         if stale:
             parts.append(
-                "DELETE FROM __conveyor_migrations WHERE version IN ("
+                f"DELETE FROM {s.conveyor} WHERE version IN ("
                 + ", ".join(pq.quote_literal(v) for v in stale) + ");\n"
             )
         for a in status.applied:
             if a.recorded_checksum is None and a.migration is not None:
                 m = a.migration
+                v = pq.quote_literal(m.version)
                 parts.append(
-                    "INSERT INTO __conveyor_migrations (version, name, checksum, applied_at,"
-                    " applied_by, source) VALUES ("
-                    f"{pq.quote_literal(m.version)}, {pq.quote_literal(m.name)},"
+                    f"INSERT INTO {s.conveyor} (version, name, checksum, applied_at, applied_by,"
+                    f" source) VALUES ({v}, {pq.quote_literal(m.name)},"
                     f" {pq.quote_literal(m.checksum)},"
-                    f" COALESCE((SELECT run_on AT TIME ZONE 'UTC' FROM __diesel_schema_migrations"
-                    f" WHERE version = {pq.quote_literal(m.version)}), now()),"
+                    f" COALESCE((SELECT run_on AT TIME ZONE 'UTC' FROM {s.diesel}"
+                    f" WHERE version = {v}), pg_catalog.now()),"
                     f" {pq.quote_literal(self.applied_by)}, 'adopted')"
                     " ON CONFLICT (version) DO NOTHING;\n"
                 )
                 result.adopted.append(m.version)
         return "".join(parts)
 
-    def _bookkeeping(self, m: Migration, direction: str, marker: str, search_path: str,
-                     started: str = "pg_catalog.current_setting('conveyor.started_at')"
-                                    "::timestamptz") -> str:
-        """SQL run after a migration's body: restore search_path (as Diesel does), emit the end
-        marker with the duration, and write both tables."""
+    def _bookkeeping(self, s: _Session, m: Migration, direction: str, sql: str,
+                     marker: str) -> str:
+        """What follows a migration's body: restore search_path when the file mentions it (as
+        Diesel does after every migration), write both tables, and return the end marker with
+        the milliseconds elapsed since the query started."""
         v = pq.quote_literal(m.version)
-        restore = (
-            f"SELECT pg_catalog.set_config('search_path', {pq.quote_literal(search_path)}, false),"
-            f" '{marker}',"
-            " pg_catalog.round((pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()"
-            f" - {started}) * 1000)::numeric, 3);\n"
-        )
+        elapsed = ("pg_catalog.round((pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()"
+                   " - pg_catalog.statement_timestamp()) * 1000)::numeric, 3)")
+        out = ""
+        if "search_path" in sql.lower():
+            out = (f"SELECT pg_catalog.set_config('search_path', "
+                   f"{pq.quote_literal(s.search_path)}, false);\n")
         if direction == "down":
-            return (
-                restore
-                + f"DELETE FROM __diesel_schema_migrations WHERE version = {v};\n"
-                + f"DELETE FROM __conveyor_migrations WHERE version = {v};\n"
-            )
+            return (out
+                    + f"DELETE FROM {s.diesel} WHERE version = {v};\n"
+                    + f"DELETE FROM {s.conveyor} WHERE version = {v};\n"
+                    + f"SELECT '{marker}', {elapsed};\n")
         return (
-            restore
-            + "INSERT INTO __diesel_schema_migrations (version, run_on) VALUES"
-            f" ({v}, {started} AT TIME ZONE 'UTC');\n"
-            + "INSERT INTO __conveyor_migrations (version, name, checksum, applied_at, duration_ms,"
-            " applied_by, source) VALUES ("
-            f"{v}, {pq.quote_literal(m.name)}, {pq.quote_literal(m.checksum)}, {started},"
-            f" pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - {started}) * 1000,"
-            f" {pq.quote_literal(self.applied_by)}, 'conveyor')"
-            " ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name,"
-            " checksum = EXCLUDED.checksum, applied_at = EXCLUDED.applied_at,"
-            " duration_ms = EXCLUDED.duration_ms, applied_by = EXCLUDED.applied_by,"
-            " db_user = EXCLUDED.db_user, source = EXCLUDED.source;\n"
+            out
+            # Diesel's own bookkeeping: only the version; run_on takes its default
+            + f"INSERT INTO {s.diesel} (version) VALUES ({v});\n"
+            + f"INSERT INTO {s.conveyor} (version, name, checksum, applied_at, applied_by, source)"
+            f" VALUES ({v}, {pq.quote_literal(m.name)}, {pq.quote_literal(m.checksum)},"
+            f" pg_catalog.clock_timestamp(), {pq.quote_literal(self.applied_by)}, 'conveyor')"
+            f" RETURNING '{marker}', {elapsed};\n"
         )
 
-    def _execute_steps(
-        self,
-        conn: pq.Connection,
-        steps: list[tuple[Migration, str]],
-        search_path: str,
-        result: RunResult,
-        *,
-        prologue: str,
-        single_transaction: bool,
-    ) -> None:
-        nonce = os.urandom(6).hex()
-        if prologue:
-            conn.execute(prologue)  # housekeeping (rare): its own query, before any migration
+    def _finish(self, s: _Session) -> None:
+        self._exec(s.conn, s.flush_sql() + f"SELECT pg_catalog.pg_advisory_unlock({LOCK_KEY});")
+
+    def _execute_steps(self, s: _Session, steps: list[tuple[Migration, str]], result: RunResult,
+                       *, single_transaction: bool) -> None:
         i = 0
         while i < len(steps):
-            msg = _Message(nonce)
+            msg = _Message()
+            first_tx = steps[i][0].run_in_transaction or single_transaction
+            if first_tx:
+                flush = s.flush_sql()
+                if flush:
+                    # its own transaction: a BEGIN after it would otherwise absorb it into the
+                    # first migration's transaction
+                    msg.add("BEGIN;\n" + flush + "COMMIT;\n")
+                    msg.leading_results = 3
             if single_transaction:
                 msg.add("BEGIN;\n")
             first = i
             while i < len(steps):
                 m, direction = steps[i]
                 sql = m.up_sql if direction == "up" else (m.down_sql or "")
-                transactional = m.run_in_transaction
-                if not transactional and i > first:
-                    break  # a non-transactional file is sent alone
-                if i > first and (
-                    i - first >= MAX_BATCH_MIGRATIONS or msg.length + len(sql) > MAX_BATCH_CHARS
-                ) and not single_transaction:
-                    break
-                marker = f"conveyor:{nonce}:{len(msg.segments)}"
-                if transactional:
-                    if not single_transaction:
-                        msg.add("BEGIN;\n")
-                    msg.add(
-                        "SELECT pg_catalog.set_config('conveyor.started_at',"
-                        f" pg_catalog.clock_timestamp()::text, true), '{marker}:start';\n"
-                    )
-                    msg.add_body(m, direction, sql,
-                                 "\n;\n" + self._bookkeeping(m, direction, marker + ":end",
-                                                             search_path)
-                                 + ("" if single_transaction else "COMMIT;\n"))
-                    i += 1
-                    if any(s in sql.lower() for s in _LEXER_SETTINGS):
+                k = len(msg.segments)
+                marker = f"conveyor:{s.nonce}:{k}:end"
+                if not (m.run_in_transaction or single_transaction):
+                    if i > first:
                         break
-                else:
-                    # Sent alone, as Diesel does; bookkeeping follows in a second query.
-                    msg.add_body(m, direction, sql, "")
+                    # Sent alone and unchanged, as Diesel does; bookkeeping in a second query.
+                    msg.add_segment(m, direction, sql, msg.length, 0, "")
                     i += 1
+                    break
+                if not single_transaction and i > first and (
+                        i - first >= MAX_BATCH_MIGRATIONS
+                        or msg.length + len(sql) > MAX_BATCH_CHARS):
+                    break
+                start = msg.length
+                if single_transaction:
+                    lead = msg.leading_results + 1 if k == 0 else 0
+                else:
+                    msg.add("BEGIN;\n")
+                    lead = msg.leading_results + 1 if k == 0 else 2
+                msg.add_segment(m, direction, sql, start, lead,
+                                "\n;\n" + self._bookkeeping(s, m, direction, sql, marker)
+                                + ("" if single_transaction else "COMMIT;\n"))
+                i += 1
+                if not single_transaction and any(x in sql.lower() for x in _LEXER_SETTINGS):
                     break
             if single_transaction and i >= len(steps):
                 msg.add("COMMIT;\n")
-            self._send(conn, msg, result, search_path, single_transaction)
+            self._send(s, msg, result, single_transaction)
 
-    def _send(self, conn: pq.Connection, msg: _Message, result: RunResult, search_path: str,
+    def _send(self, s: _Session, msg: _Message, result: RunResult,
               single_transaction: bool) -> None:
-        text = msg.text()
         seg0 = msg.segments[0]
-        non_tx = not seg0.migration.run_in_transaction and len(msg.segments) == 1
+        alone = not (seg0.migration.run_in_transaction or single_transaction)
         for seg in msg.segments:
             self._emit("start", version=seg.migration.version, name=seg.migration.name,
                        direction=seg.direction)
         t0 = time.perf_counter()
         try:
-            results = conn.execute(text)
+            results = s.conn.execute(msg.text(), only_rows_starting=f"conveyor:{s.nonce}:")
+        except pq.ConnectError as exc:
+            raise ConnectionFailed(
+                f"Lost the connection to the database while running {seg0.migration.name}"
+                f"{' and the following migrations' if len(msg.segments) > 1 else ''}: {exc}.",
+                "Run `conveyor migrate status` to see what was applied (each migration commits "
+                "together with its bookkeeping, so the tables tell the truth).",
+            ) from None
         except pq.PgError as exc:
-            self._handle_failure(conn, msg, exc, result, search_path, single_transaction)
-            raise AssertionError("unreachable")  # _handle_failure always raises
-        if non_tx:
-            duration = (time.perf_counter() - t0) * 1000
+            raise self._failure(s, msg, exc, result, single_transaction) from None
+        if alone:
+            duration = round((time.perf_counter() - t0) * 1000, 3)
             m = seg0.migration
-            marker = f"conveyor:{msg.nonce}:0:end"
-            book = self._bookkeeping(
-                m, seg0.direction, marker, search_path,
-                started=f"(pg_catalog.clock_timestamp() - interval '{duration:.3f} milliseconds')",
-            )
+            book = self._bookkeeping(s, m, seg0.direction, seg0.sql, f"conveyor:{s.nonce}:0:end")
             try:
-                conn.execute(book)
+                s.conn.execute(book)
             except pq.PgError as exc:
                 raise MigrationFailed(
-                    m.version, m.name, str(m.up_path if seg0.direction == "up" else m.down_path),
-                    None, None,
-                    f"the migration ran but recording it in {DIESEL_TABLE} failed: {exc.message}",
+                    m.version, m.name, str(seg0.path), None, None,
+                    f"the migration ran but recording it in {DIESEL_TABLE} / {CONVEYOR_TABLE} "
+                    f"failed: {exc.message}",
                     exc.hint, None, detail=exc.detail, sqlstate=exc.sqlstate,
                     direction=seg0.direction, rolled_back=False,
                 ) from None
-            self._record_step(result, m, seg0.direction, round(duration, 3))
+            self._record_step(s, result, m, seg0.direction, duration)
             return
-        for step_marker_rows in _markers(results, msg.nonce):
-            idx, kind, value = step_marker_rows
-            if kind == "end":
-                seg = msg.segments[idx]
-                self._record_step(result, seg.migration, seg.direction,
-                                  float(value) if value is not None else None)
+        self._record_markers(s, msg, results, result, upto=None)
 
-    def _record_step(self, result: RunResult, m: Migration, direction: str,
+    def _record_markers(self, s: _Session, msg: _Message, results: list, result: RunResult,
+                        upto: int | None) -> int:
+        """Record the steps whose end marker is among ``results``; return how many."""
+        previous = 0.0
+        count = 0
+        for _, k, elapsed in _markers(results, s.nonce):
+            if upto is not None and k >= upto:
+                break
+            seg = msg.segments[k]
+            duration = None if elapsed is None else round(max(0.0, elapsed - previous), 3)
+            previous = elapsed if elapsed is not None else previous
+            self._record_step(s, result, seg.migration, seg.direction, duration)
+            count += 1
+        return count
+
+    def _record_step(self, s: _Session, result: RunResult, m: Migration, direction: str,
                      duration: float | None) -> None:
         step = StepResult(m.version, m.name, direction, duration)
         result.steps.append(step)
+        if direction == "up" and duration is not None:
+            s.durations.append((m.version, duration))
         self._emit("done", step=step)
 
-    def _handle_failure(self, conn, msg: _Message, exc: pq.PgError, result: RunResult,
-                        search_path: str, single_transaction: bool) -> None:
-        if conn.transaction_status in (pq.TRANS_INERROR, pq.TRANS_INTRANS):
-            try:
-                conn.execute("ROLLBACK")
-            except pq.PgError:
-                pass
-        markers = list(_markers(exc.results, msg.nonce))
+    def _failure(self, s: _Session, msg: _Message, exc: pq.PgError, result: RunResult,
+                 single_transaction: bool) -> MigrationFailed:
+        results = exc.results
+        markers = list(_markers(results, s.nonce))
         # which segment failed?
-        seg_index = None
+        k_fail = None
         if exc.position is not None:
             p = exc.position - 1
             for k, seg in enumerate(msg.segments):
-                if p < seg.end or k == len(msg.segments) - 1:
-                    seg_index = k
+                if p < seg.end:
+                    k_fail = k
                     break
-        if seg_index is None:
-            started = [idx for idx, kind, _ in markers if kind == "start"]
-            seg_index = started[-1] if started else 0
-        seg = msg.segments[seg_index]
-        # migrations of this message that completed (committed unless single transaction)
-        completed = [idx for idx, kind, _ in markers if kind == "end" and idx < seg_index]
+            if k_fail is None:
+                k_fail = len(msg.segments) - 1
+        if k_fail is None:
+            k_fail = min(len(markers), len(msg.segments) - 1)
+        seg = msg.segments[k_fail]
+        cleanup = ""
+        if s.conn.transaction_status in (pq.TRANS_INERROR, pq.TRANS_INTRANS):
+            cleanup = "ROLLBACK;\n"
         if not single_transaction:
-            for idx, kind, value in markers:
-                if kind == "end" and idx < seg_index:
-                    s = msg.segments[idx]
-                    self._record_step(result, s.migration, s.direction,
-                                      float(value) if value is not None else None)
-        failure = self._describe_failure(msg, seg, seg_index, exc, markers, single_transaction)
+            self._record_markers(s, msg, results, result, upto=k_fail)
+        else:
+            s.durations = []  # everything was rolled back
+        failure = self._describe_failure(s, msg, seg, k_fail, exc, markers, single_transaction)
+        try:
+            cleanup += s.flush_sql()
+            if cleanup:
+                s.conn.execute(cleanup)
+        except (pq.PgError, pq.ConnectError):
+            pass
+        if not results and k_fail > 0 and not single_transaction:
+            # Nothing ran: PostgreSQL rejected the whole query string while parsing it (a
+            # syntax error in a later file). Apply the migrations before the failing one, as
+            # Diesel would have, then report the failure.
+            earlier = [(x.migration, x.direction) for x in msg.segments[:k_fail]]
+            try:
+                self._execute_steps(s, earlier, result, single_transaction=False)
+                cleanup = s.flush_sql()
+                if cleanup:
+                    s.conn.execute(cleanup)
+            except MigrationFailed as other:  # pragma: no cover - an earlier one fails after all
+                other.completed = result.steps[:]
+                return other
         failure.completed = result.steps[:]
-        if (not single_transaction and not completed and seg_index > 0
-                and not any(kind == "start" for _, kind, _ in markers)):
-            # Nothing ran: PostgreSQL rejected the whole query string while parsing it (a syntax
-            # error in a later file). Apply the migrations before the failing one, as Diesel
-            # would have, then report the failure.
-            earlier = [(s.migration, s.direction) for s in msg.segments[:seg_index]]
-            self._execute_steps(conn, earlier, search_path, result, prologue="",
-                                single_transaction=False)
-            failure.completed = result.steps[:]  # type: ignore[attr-defined]
-        raise failure
+        return failure
 
-    def _describe_failure(self, msg: _Message, seg: _Segment, seg_index: int, exc: pq.PgError,
-                          markers: list, single_transaction: bool) -> MigrationFailed:
+    def _describe_failure(self, s: _Session, msg: _Message, seg: _Segment, k_fail: int,
+                          exc: pq.PgError, markers: list, single_transaction: bool
+                          ) -> MigrationFailed:
         from conveyor.migrations.sqltext import line_col, split_statements, statement_at
 
-        m = seg.migration
-        sql = m.up_sql if seg.direction == "up" else (m.down_sql or "")
-        path = m.up_path if seg.direction == "up" else m.down_path
+        m, sql = seg.migration, seg.sql
         line = col = None
         statement = None
         message = exc.message
-        position_in_file = None
+        hint = exc.hint
+        in_file = None  # character offset of the error in the file
+        bookkeeping_failed = False
         if exc.position is not None:
             p = exc.position - 1
             if seg.body_start <= p < seg.body_end:
-                position_in_file = p - seg.body_start
+                in_file = p - seg.body_start
             elif p >= seg.body_end:
-                # inside our bookkeeping: either the file ends in an incomplete statement (the
-                # parser ran into what follows it) or the bookkeeping itself failed
-                if exc.sqlstate and exc.sqlstate.startswith("42") and sql.rstrip():
-                    position_in_file = len(sql.rstrip())
+                if exc.sqlstate == "42601" and sql.strip():
+                    # the parser ran past the end of the file into what follows it
+                    in_file = len(sql.rstrip())
                     message += " (at the end of the file: is the last statement incomplete?)"
                 else:
-                    message = (f"the migration ran but recording it in {DIESEL_TABLE} / "
-                               f"{CONVEYOR_TABLE} failed: {exc.message}")
+                    bookkeeping_failed = True
         else:
-            # No position (an execution error): count the statements that completed after this
-            # migration's start marker to find the failing one.
-            done = 0
-            seen_start = False
-            for r in exc.results:
-                if r.status == pq.TUPLES_OK and r.rows and len(r.rows[0]) >= 2 and \
-                        isinstance(r.rows[0][1], str) and r.rows[0][1].startswith(
-                            f"conveyor:{msg.nonce}:{seg_index}:"):
-                    seen_start = r.rows[0][1].endswith(":start")
-                    if not seen_start:
-                        break
-                    done = 0
-                    continue
-                if seen_start:
-                    done += 1
-            if not m.run_in_transaction:
-                done = sum(1 for _ in exc.results)
-                seen_start = True
-            ended = any(idx == seg_index and kind == "end" for idx, kind, _ in markers)
-            if ended:
-                message = (f"the migration ran but recording it in {DIESEL_TABLE} / "
-                           f"{CONVEYOR_TABLE} failed: {exc.message}")
-            elif seen_start:
-                spans = split_statements(sql)
-                if done < len(spans):
-                    position_in_file = spans[done][0]
-                    statement = sql[spans[done][0]:spans[done][1]]
-        if position_in_file is not None:
-            line, col = line_col(sql, position_in_file)
+            # No position (an execution error): count the statements that completed after the
+            # previous segment's end marker to find the failing one.
+            last_marker_index = -1
+            for ri, k, _ in markers:
+                if k < k_fail:
+                    last_marker_index = ri
+            done = len(exc.results) - (last_marker_index + 1) - seg.lead
+            spans = split_statements(sql)
+            if 0 <= done < len(spans):
+                in_file = spans[done][0]
+                statement = sql[spans[done][0]:spans[done][1]]
+            elif done >= len(spans):
+                bookkeeping_failed = True
+        if bookkeeping_failed:
+            message = (f"the migration's SQL ran, but recording it in {DIESEL_TABLE} / "
+                       f"{CONVEYOR_TABLE} failed: {exc.message}")
+        if in_file is not None:
+            line, col = line_col(sql, in_file)
             if statement is None:
-                span = statement_at(sql, position_in_file)
+                span = statement_at(sql, in_file)
                 if span:
                     statement = sql[span[0]:span[1]]
+        if exc.sqlstate == "25001" and not hint:  # active_sql_transaction
+            hint = ("This statement cannot run inside a transaction: put it in a migration of "
+                    "its own with `run_in_transaction = false` in metadata.toml (even then, a "
+                    "file with several statements is one query, which PostgreSQL runs as one "
+                    "transaction, as with Diesel)")
         detail = exc.detail
-        if exc.context and not exc.context.startswith("SQL statement \"SELECT pg_catalog"):
-            detail = (detail + ". " if detail else "") + "Context: " + exc.context.replace("\n", "; ")
+        if exc.context:
+            ctx = exc.context.replace("\n", "; ")
+            detail = (detail.rstrip(".") + ". " if detail else "") + "Context: " + ctx
         return MigrationFailed(
-            m.version, m.name, str(path), line, col, message, exc.hint, statement,
+            m.version, m.name, str(seg.path), line, col, message, hint, statement,
             detail=detail, sqlstate=exc.sqlstate, direction=seg.direction,
             rolled_back=m.run_in_transaction or single_transaction,
-            position=(position_in_file + 1) if position_in_file is not None else None,
+            position=(in_file + 1) if in_file is not None else None,
         )
 
 
 def _markers(results, nonce: str):
-    """(segment index, 'start'|'end', duration) for every marker row among ``results``."""
+    """(result index, segment index, elapsed ms) for every end-marker row in ``results``."""
     prefix = f"conveyor:{nonce}:"
-    for r in results:
+    for ri, r in enumerate(results):
         if r.status != pq.TUPLES_OK or len(r.rows) != 1:
             continue
         row = r.rows[0]
-        if len(row) >= 2 and isinstance(row[1], str) and row[1].startswith(prefix):
-            _, _, idx, kind = row[1].split(":")
-            yield int(idx), kind, (row[2] if len(row) > 2 else None)
+        if len(row) == 2 and isinstance(row[0], str) and row[0].startswith(prefix):
+            k = int(row[0].split(":")[2])
+            yield ri, k, (float(row[1]) if row[1] is not None else None)
+
+
+_US, _RS = "\x1f", "\x1e"  # unit and record separators of the aggregated read
 
 
 def _read_sql(conveyor_table: bool) -> str:
-    """Applied rows: Diesel's table joined with conveyor's, newest version first."""
+    """Applied rows (Diesel's table joined with conveyor's) aggregated into one text value:
+    one value to fetch instead of ~9 per migration (it matters with hundreds of them)."""
+    def col(expr: str) -> str:
+        return f"COALESCE(({expr})::text, '')"
+
+    ts = "'YYYY-MM-DD\"T\"HH24:MI:SS.US'"
     if conveyor_table:
-        return (
-            "SELECT COALESCE(d.version, c.version), d.version IS NOT NULL,"
-            " pg_catalog.to_char(d.run_on, 'YYYY-MM-DD\"T\"HH24:MI:SS.US'),"
-            " c.name, c.checksum,"
-            " pg_catalog.to_char(c.applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
-            " c.duration_ms, c.applied_by, c.source"
-            " FROM __diesel_schema_migrations d FULL JOIN __conveyor_migrations c"
-            " ON c.version = d.version ORDER BY 1 DESC;\n"
-        )
-    return (
-        "SELECT d.version, true, pg_catalog.to_char(d.run_on, 'YYYY-MM-DD\"T\"HH24:MI:SS.US'),"
-        " NULL, NULL, NULL, NULL, NULL, NULL"
-        " FROM __diesel_schema_migrations d ORDER BY 1 DESC;\n"
-    )
+        cols = [
+            "COALESCE(d.version, c.version)", "d.version IS NOT NULL",
+            f"pg_catalog.to_char(d.run_on, {ts})", "c.name", "c.checksum",
+            f"pg_catalog.to_char(c.applied_at AT TIME ZONE 'UTC', {ts}) || 'Z'",
+            "c.duration_ms", "c.applied_by", "c.source",
+        ]
+        source = ("FROM __diesel_schema_migrations d FULL JOIN __conveyor_migrations c"
+                  " ON c.version = d.version")
+    else:
+        cols = ["d.version", "true", f"pg_catalog.to_char(d.run_on, {ts})",
+                "NULL", "NULL", "NULL", "NULL", "NULL", "NULL"]
+        source = "FROM __diesel_schema_migrations d"
+    joined = " || E'\\x1f' || ".join(col(c) for c in cols)
+    return f"SELECT pg_catalog.string_agg({joined}, E'\\x1e') {source};\n"
+
+
+def _parse_rows(value: str | None) -> list[tuple]:
+    """The aggregated read back into (version, in_diesel 't'/'f', run_on, name, checksum,
+    applied_at, duration_ms, applied_by, source) tuples, None for NULL."""
+    if not value:
+        return []
+    rows = []
+    for rec in value.split(_RS):
+        f = [x if x != "" else None for x in rec.split(_US)]
+        f[1] = "t" if f[1] == "true" else "f"
+        rows.append(tuple(f))
+    return rows
 
 
 def _build_status(migrations: list[Migration], rows: list[tuple]) -> Status:

@@ -228,6 +228,12 @@ class _CtypesBackend:
             ))
         return out
 
+    def is_marker(self, r, prefix: str) -> bool:
+        lib = self.lib
+        if lib.PQntuples(r) != 1 or lib.PQnfields(r) < 1 or lib.PQgetisnull(r, 0, 0):
+            return False
+        return lib.PQgetvalue(r, 0, 0).startswith(prefix.encode())
+
     def clear(self, r) -> None:
         self.lib.PQclear(r)
 
@@ -324,6 +330,12 @@ class _PsycopgBackend:
         return [
             tuple(_dec(r.get_value(i, j)) for j in range(r.nfields)) for i in range(r.ntuples)
         ]
+
+    def is_marker(self, r, prefix: str) -> bool:
+        if r.ntuples != 1 or r.nfields < 1:
+            return False
+        v = r.get_value(0, 0)
+        return v is not None and v.startswith(prefix.encode())
 
     def clear(self, r) -> None:
         r.clear()
@@ -432,11 +444,15 @@ class Connection:
                 return
             select.select([b.socket(h)], [], [])
 
-    def execute(self, sql: str) -> list[Result]:
+    def execute(self, sql: str, only_rows_starting: str | None = None) -> list[Result]:
         """Run ``sql`` (possibly many statements) as one simple query; return every result.
 
         Raises ``PgError`` for the first error (PostgreSQL stops the query string there);
         ``PgError.results`` holds the results of the statements that completed before it.
+        With ``only_rows_starting``, the rows of a result are fetched only when it is a single
+        row whose first value starts with that text (the engine's markers): the other results
+        are still counted, with no rows (fetching every value of every user SELECT would cost
+        more than running it).
         """
         b, h = self._b, self._h
         if h is None:
@@ -460,13 +476,16 @@ class Connection:
                                 fields["message"] = b.result_error_message(r) or b.error_message(h)
                             error = PgError(fields, results)
                     elif st == TUPLES_OK:
-                        results.append(Result(st, b.command(r), b.rows(r)))
+                        if only_rows_starting is None or b.is_marker(r, only_rows_starting):
+                            results.append(Result(st, "", b.rows(r)))
+                        else:
+                            results.append(Result(st, "", []))
                     elif st == COPY_IN:
                         b.put_copy_end(h, b"COPY FROM STDIN is not supported in migrations")
                     elif st == COPY_OUT:
                         b.drain_copy_out(h)
                     else:
-                        results.append(Result(st, b.command(r), []))
+                        results.append(Result(st, "", []))
                 finally:
                     b.clear(r)
         except KeyboardInterrupt:
