@@ -125,7 +125,7 @@ def test_pull_failure_names_the_base_image_option(monkeypatch):
     err = stage.base_image_error(cfg, LEGACY_PULL_FAILURE, EXAMPLE / "Dockerfile")
     text = str(err)
     assert "python:3.12-slim" in text
-    assert "[app.build_args] BASE_IMAGE" in text and "$BASE_PYTHON_IMAGE" in text
+    assert "`app.build_args.BASE_IMAGE`" in text and "$BASE_PYTHON_IMAGE" in text
     assert 'scripts/testbed up && eval "$(scripts/testbed env)"' in text
     assert err.exit_code == 5
 

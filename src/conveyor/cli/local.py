@@ -183,7 +183,9 @@ def test(
     stack = stage.open_stack(cfg, env or LOCAL)
     print(f"conveyor test: {shlex.join(stack.env.test_command)} in {stack.project_dir} "
           f"(APP_URL={stack.app_url})", file=sys.stderr, flush=True)
-    raise typer.Exit(stage.run_tests(stack))
+    # SystemExit, not typer.Exit: `conveyor.cli.run` drops the code of a typer.Exit (it calls
+    # the app with standalone_mode=False, where click returns that code instead of raising)
+    raise SystemExit(stage.run_tests(stack))
 
 
 @app.command("logs")
@@ -216,7 +218,7 @@ def logs(
     def write(line: str) -> None:
         typer.echo(line)
 
-    raise typer.Exit(stage.stream_logs(stack, words, follow=follow, since=since, tail=tail,
+    raise SystemExit(stage.stream_logs(stack, words, follow=follow, since=since, tail=tail,
                                        write=write))
 
 
@@ -235,38 +237,50 @@ def status(
     from conveyor.stages import local as stage
 
     cfg = load_config(project_dir)
-    names = list(envs or [LOCAL])
-    reports = []
+    names = list(dict.fromkeys(envs or [LOCAL]))
+    # remote environments are queried in parallel (conveyor.cli.remote), printed in order
+    remote_names = [n for n in names if cfg.environment(n).is_remote]
+    pending: dict[str, Any] = {}
+    if remote_names:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=len(remote_names))
+        pending = {n: pool.submit(_remote, "status", cfg, n, quiet=True) for n in remote_names}
+        pool.shutdown(wait=False)
+    reports: dict[str, Any] = {}
     for name in names:
-        if cfg.environment(name).is_remote:
-            reports.append(_remote("status", cfg, name, as_json=as_json))
+        if name in pending:
+            reports[name] = data = pending[name].result()
+            if not as_json:
+                _remote("print_status", cfg, name, data=data)
             continue
         stack = stage.open_stack(cfg, name)
         data = stack.redactor(stage.gather_status(stack))
-        reports.append(data)
+        reports[name] = data
         if not as_json:
             _print_status(data)
     if as_json:
-        typer.echo(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2,
-                              default=str))
+        # `conveyor status --json`: the local object; with environments named: keyed by name
+        typer.echo(json.dumps(reports if envs else reports[LOCAL], indent=2, default=str))
 
 
 def _print_status(d: dict) -> None:
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
     c = Console(highlight=False, soft_wrap=True)
     c.print(f"[bold]{d['environment']}[/bold]: compose project {d['project']} ({d['compose']}), "
             f"{d['url']}")
-    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 2))
-    for col in ("SERVICE", "STATE", "HEALTH", "IMAGE", "STATUS", "PORTS"):
-        table.add_column(col)
-    for row in d["containers"]:
-        color = "green" if row["state"] == "running" else "red"
-        table.add_row(row["service"], f"[{color}]{row['state']}[/{color}]", row["health"] or "-",
-                      escape(row["image"] or "-"), escape(row["status"]), escape(row["ports"]))
-    c.print(table)
+    rows = [("SERVICE", "STATE", "HEALTH", "IMAGE", "PORTS")] + [
+        (r["service"], r["state"], r["health"] or "-", r["image"] or "-", r["ports"] or "-")
+        for r in d["containers"]]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for n, r in enumerate(rows):
+        cells = [r[i].ljust(widths[i]) for i in range(4)] + [r[4]]
+        line = "  " + "  ".join(escape(x) for x in cells)
+        if n and r[1] != "running":
+            line = f"[red]{line}[/red]"
+        c.print(line)
     h = d["health"]
     c.print(f"  health      GET {h['url']} -> "
             + (f"[green]{h['status']}[/green]" if h["ok"] else f"[red]{escape(h['error'])}[/red]"))

@@ -573,7 +573,7 @@ def base_image_error(cfg: Config, output: str, dockerfile: Path) -> ImageUnavail
         bases = []
     image, arg = bases[0] if bases else ("(the Dockerfile's FROM image)", None)
     if arg:
-        option = f"[app.build_args] {arg} in {cfg.file}"
+        option = f"`app.build_args.{arg}` in {cfg.file}"
         var = _raw_build_arg_var(cfg, arg)
         if var:
             option += f" (it reads ${var})"
@@ -1078,8 +1078,11 @@ def down(stack: LocalStack, *, volumes: bool, sink: Callable[[str], None]) -> in
     check_docker(stack)
     resolve_services(stack)
     argv = stack.compose_argv(composecmd.down, volumes=volumes)
-    r = stack.transport.run(argv, check=False, stream=lambda line: sink(stack.redactor(line)),
-                            timeout=600)
+    def show(line: str) -> None:
+        if not line.rstrip().endswith("..."):  # v1's "Stopping x ... " before "... done"
+            sink(stack.redactor(line))
+
+    r = stack.transport.run(argv, check=False, stream=show, timeout=600)
     state = stack.state_file()
     if state is not None:
         try:
