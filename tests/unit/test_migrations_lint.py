@@ -75,6 +75,10 @@ CASES = [
      "adding-not-nullable-field", "warning"),
     ("vacuum-full", "VACUUM FULL users;", "vacuum-full", "warning"),
     ("set-tablespace", "ALTER TABLE users SET TABLESPACE slow;", "table-rewrite", "warning"),
+    ("refresh-materialized-view", "REFRESH MATERIALIZED VIEW user_stats;",
+     "refresh-materialized-view", "warning"),
+    ("volatile-default", "ALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid();",
+     "adding-field-with-default", "warning"),
 ]
 
 
@@ -202,6 +206,12 @@ def test_create_if_not_exists_of_an_existing_table_is_not_new(tmp_path):
     assert lint_sql(tmp_path / "a", up).findings == []
     report = lint_sql(tmp_path / "b", up, existing_tables=["public.users"])
     assert rules(report) == {"require-concurrent-index-creation": "warning"}
+
+
+def test_new_materialized_view_may_be_refreshed(tmp_path):
+    up = "CREATE MATERIALIZED VIEW user_stats AS SELECT count(*) FROM users;\n" \
+         "REFRESH MATERIALIZED VIEW user_stats;\n"
+    assert lint_sql(tmp_path, up).findings == []
 
 
 def test_dropped_table_is_no_longer_new(tmp_path):

@@ -121,6 +121,7 @@ SQUAWK_IGNORED = frozenset({
     "require-timeout-settings",
     "require-table-schema",
     "prefer-repack",
+    "require-enum-value-ordering",
 })
 
 #: squawk rules whose statement loses data
@@ -597,6 +598,11 @@ def statement_facts(stmt: Statement, new_indexes: dict[str, str]) -> Facts:
             j = _skip_words(toks, i + 1, "IF NOT EXISTS")
             f.creates_if_not_exists = j != i + 1
             f.creates_table, _ = _qualified_name(toks, j)
+        elif w[i:i + 2] == ["MATERIALIZED", "VIEW"]:  # a new relation, like a table
+            f.verb = "CREATE MATERIALIZED VIEW"
+            j = _skip_words(toks, i + 2, "IF NOT EXISTS")
+            f.creates_if_not_exists = j != i + 2
+            f.creates_table, _ = _qualified_name(toks, j)
         elif i < len(w) and (w[i] == "INDEX" or w[i:i + 2] == ["UNIQUE", "INDEX"]):
             f.verb = "CREATE INDEX"
             j = i + (2 if w[i] == "UNIQUE" else 1)
@@ -635,6 +641,10 @@ def statement_facts(stmt: Statement, new_indexes: dict[str, str]) -> Facts:
                 f.targets = [t for t in tables if t]
         else:
             f.verb = "DROP " + w[1]
+    elif w[:3] == ["REFRESH", "MATERIALIZED", "VIEW"]:
+        f.verb = "REFRESH MATERIALIZED VIEW"
+        name, _ = _qualified_name(toks, _skip_words(toks, 3, "CONCURRENTLY"))
+        f.targets = [name] if name else []
     elif w[0] == "TRUNCATE":
         f.verb = "TRUNCATE"
         f.targets, _ = _name_list(toks, _skip_words(toks, 1, "TABLE"))
@@ -829,8 +839,8 @@ def _own_checks(stmt: Statement, facts: Facts, run_in_transaction: bool,
             "refresh-materialized-view", "warning", first,
             "REFRESH MATERIALIZED VIEW without CONCURRENTLY blocks reads of the view while it "
             "runs.",
-            "Use REFRESH MATERIALIZED VIEW CONCURRENTLY (needs a unique index on the view), "
-            "outside a transaction."))
+            "Use REFRESH MATERIALIZED VIEW CONCURRENTLY (it needs a unique index on the "
+            "view)."))
     if w[0] == "LOCK":
         out.append(_Own(
             "lock-table", "warning", first,
