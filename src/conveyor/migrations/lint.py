@@ -203,6 +203,10 @@ SQUAWK_HINTS = {
     "`run_in_transaction = false` in metadata.toml (it must be the only statement in up.sql).",
     "ban-drop-constraint": "Make sure the application no longer relies on the constraint; drop "
     "it in its own reviewed migration.",
+    "ban-drop-not-null": "Deploy application code that handles NULL in the column first; "
+    "then drop NOT NULL in its own reviewed migration.",
+    "ban-create-domain-with-constraint": "Put the rule in CHECK constraints on the columns "
+    "(added NOT VALID, validated later) instead of a domain constraint.",
     "syntax-error": "squawk could not parse this statement, so it was not checked; make sure it "
     "is valid PostgreSQL (it may be valid syntax squawk does not know yet).",
 }
