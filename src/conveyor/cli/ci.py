@@ -77,3 +77,99 @@ def init(
         console.print("      see the comments at the top of the CI file, and docs/ci.md")
     console.print("then: conveyor config check" + (f" -C {project_dir}"
                                                    if str(project_dir) != "." else ""))
+
+
+# --------------------------------------------------------------------------- conveyor ci
+
+_STREAMED = {"build", "push", "migrate", "test"}
+
+
+@app.command("ci")
+def ci(
+    ctx: typer.Context,
+    project_dir: ProjectDir = Path("."),
+    promote: Annotated[bool, typer.Option(
+        "--promote", help="After dev passed, promote the same image digest to prod (default "
+        "branch only).")] = False,
+    junit: Annotated[Optional[Path], typer.Option(
+        "--junit", help="Write a JUnit XML report here (the stages and the app's tests).",
+        show_default=False)] = None,
+    summary: Annotated[Optional[Path], typer.Option(
+        "--summary", help="Write a Markdown summary here (also appended to "
+        "$GITHUB_STEP_SUMMARY when that is set).", show_default=False)] = None,
+    env: Annotated[str, typer.Option("--env", help="The environment to deploy to and "
+                                     "test.")] = "dev",
+    prod_env: Annotated[str, typer.Option("--prod-env", help="The environment --promote "
+                                          "deploys to.")] = "prod",
+    wait_timeout: Annotated[float, typer.Option(
+        "--wait-timeout", help="Seconds to wait for another pipeline's deploy lock.")] = 1800.0,
+    no_setup: Annotated[bool, typer.Option(
+        "--no-setup", help="Skip the (idempotent) setup of the environment's database "
+        "container.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output (JSON "
+                                          "lines).")] = False,
+) -> None:
+    """The CI job: build, push, deploy dev, test, report (JUnit + Markdown summary); with
+    --promote on the default branch, then promote the tested digest to prod. Exits non-zero
+    when any stage fails."""
+    from rich.markup import escape
+
+    from conveyor import ci_env
+    from conveyor.ci_pipeline import CiOptions, run_ci, write_reports
+    from conveyor.config import load_config
+    from conveyor.render import Redactor, Renderer
+
+    cfg = load_config(project_dir)
+    where = ci_env.detect(cwd=cfg.root_dir)
+    verbose = bool(ctx.obj is not None and getattr(ctx.obj, "verbose", False))
+    redactor = Redactor()
+    r = Renderer(json_mode=as_json, verbose=verbose, redactor=redactor)
+
+    def emit(event: dict) -> None:
+        if (not r.json_mode and not r.verbose and event.get("event") == "output"
+                and event.get("step") in _STREAMED):
+            r.console.print(f"    [dim]{escape(r.redact(event['line']))}[/dim]")
+            return
+        r(event)
+
+    opts = CiOptions(promote=promote, dev_env=env, prod_env=prod_env,
+                     wait_timeout=wait_timeout, setup=not no_setup)
+    r.message(f"conveyor ci: {cfg.app.name} on {where.label}, branch {where.branch or '-'}, "
+              f"commit {where.short_commit or '-'}" + (f" ({where.run_url})" if where.run_url
+                                                       else ""))
+    report = run_ci(cfg, where, opts, emit, redactor=redactor)
+
+    def resolve(p: Optional[Path]) -> Optional[Path]:
+        return None if p is None else (p if p.is_absolute() else Path.cwd() / p)
+
+    written = write_reports(report, junit=resolve(junit), summary=resolve(summary),
+                            step_summary=where.summary_file)
+    for w in report.warnings:
+        r.message(f"warning: {w}")
+    failed = report.failed_stage
+    data = {"ok": report.ok, "exit_code": report.exit_code, "image": report.image,
+            "deployment": report.deployment_id,
+            "failed_stage": failed.name if failed else None,
+            "failed_tests": [t.name for t in report.failed_tests],
+            "stages": [{"name": s.name, "status": s.status, "duration": round(s.duration, 3)}
+                       for s in report.stages],
+            "reports": [str(p) for p in written]}
+    if failed is None:
+        r.result(data, f"[green]conveyor ci passed[/green] in {report.duration:.1f}s: "
+                       f"{report.image}")
+    else:
+        r.result(data)
+    if written and not as_json:
+        r.message("reports: " + ", ".join(str(p) for p in written))
+    if failed is not None:
+        # raised, not typer.Exit: `conveyor.cli.run` turns a ConveyorError into its exit code
+        # (click returns, rather than raises, a typer.Exit in non-standalone mode)
+        from conveyor.ci_pipeline import CiFailed
+
+        tests = report.failed_tests
+        raise CiFailed(
+            f"conveyor ci failed at stage {failed.name}"
+            + (f": {len(tests)} failed test(s): " + ", ".join(t.name for t in tests[:5])
+               + (", ..." if len(tests) > 5 else "") if tests else "")
+            + (f"\n{failed.error}" if failed.error else ""),
+            exit_code=report.exit_code, hint=failed.hint)

@@ -1,0 +1,559 @@
+"""`conveyor ci`: the feature-branch pipeline as one job, and its reports.
+
+Stages, each a plan of the stage libraries, run in order; a failed stage stops the job (the
+later ones are reported as not run):
+
+    build -> push -> setup dev -> deploy dev -> test [-> promote prod]
+
+`setup dev` is idempotent (it creates the network, volume and database container of a
+conveyor-managed database only when missing), so the first pipeline on a new VM just works.
+`deploy dev` is the dev stage of `conveyor deploy dev` (lock, waiting for another pipeline's
+deploy; pull by digest; migrate; replace; health; record; unlock); `test` is its test step,
+reported as a stage of its own. `promote prod` needs the default branch.
+
+The report (`CiReport`) renders as one JUnit file (a `conveyor` suite with one case per stage
+and per deploy step, plus the app's own test suites) and as a Markdown summary that says which
+stage failed, why, and which tests. Secrets are redacted in both.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from conveyor.ci_env import CiEnv
+from conveyor.errors import ConveyorError
+from conveyor.render import Redactor
+
+OUTPUT_TAIL = 40
+
+# exit codes of the stage errors are kept (6 migration, 7 health, 8 tests, ...); these are
+# conveyor ci's own
+EXIT_TESTS_FAILED = 8
+EXIT_FAILED = 1
+
+
+class CiRefused(ConveyorError):
+    """`conveyor ci` will not start (before any stage ran)."""
+
+    exit_code = 2
+
+
+class CiFailed(ConveyorError):
+    """A stage of the job failed; the exit code is the failing stage's."""
+
+    def __init__(self, message: str, *, exit_code: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = exit_code
+
+
+@dataclass
+class StageReport:
+    name: str
+    status: str = "not run"  # ok | failed | not run
+    duration: float = 0.0
+    detail: str = ""
+    error: str | None = None
+    hint: str | None = None
+    exit_code: int | None = None
+    output: list[str] = field(default_factory=list)
+    #: sub-steps (the deploy's lock, pull, migrate, ...): name, status, duration, error
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass
+class FailedTest:
+    name: str
+    message: str
+
+
+@dataclass
+class CiReport:
+    ci: CiEnv
+    app: str
+    dev_env: str
+    prod_env: str
+    promote: bool
+    stages: list[StageReport]
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    revision: str | None = None
+    image: str | None = None
+    dev_url: str | None = None
+    deployment_id: str | None = None
+    migrations_applied: list[str] = field(default_factory=list)
+    tests: dict[str, Any] | None = None
+    failed_tests: list[FailedTest] = field(default_factory=list)
+    #: the app's test suites (JUnit <testsuite> elements from the test command)
+    test_suites: list[ET.Element] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.stages)
+
+    @property
+    def failed_stage(self) -> StageReport | None:
+        return next((s for s in self.stages if s.status == "failed"), None)
+
+    @property
+    def exit_code(self) -> int:
+        failed = self.failed_stage
+        if failed is None:
+            return 0
+        return failed.exit_code or EXIT_FAILED
+
+    @property
+    def duration(self) -> float:
+        return (self.finished_at or time.time()) - self.started_at
+
+    def stage(self, name: str) -> StageReport:
+        return next(s for s in self.stages if s.name == name)
+
+
+@dataclass
+class CiOptions:
+    promote: bool = False
+    dev_env: str = "dev"
+    prod_env: str = "prod"
+    #: how long to wait for another pipeline's lock on an environment
+    wait_timeout: float = 1800.0
+    setup: bool = True
+
+
+# --------------------------------------------------------------------------- running
+
+
+def stage_names(opts: CiOptions) -> list[str]:
+    names = ["build", "push"]
+    if opts.setup:
+        names.append(f"setup {opts.dev_env}")
+    names += [f"deploy {opts.dev_env}", "test"]
+    if opts.promote:
+        names.append(f"promote {opts.prod_env}")
+    return names
+
+
+def check_can_run(cfg, ci: CiEnv, opts: CiOptions) -> None:
+    """Refuse before anything runs: unknown environments, --promote off the default branch."""
+    env = cfg.environment(opts.dev_env)
+    if not env.is_remote:
+        raise CiRefused(f"environment {opts.dev_env!r} has no host: `conveyor ci` deploys to a "
+                        "remote environment", hint="pass --env NAME of a remote environment")
+    if opts.promote:
+        cfg.environment(opts.prod_env)
+        if ci.on_default_branch is not True:
+            where = f"branch {ci.branch!r}" if ci.branch else "a detached HEAD"
+            default = ci.default_branch or "unknown"
+            raise CiRefused(
+                f"--promote is only for the default branch ({default}); this job runs on {where}",
+                hint="feature branches deploy to dev only; set CONVEYOR_DEFAULT_BRANCH if the "
+                "default branch was not detected")
+
+
+def _tail(lines: list[str], n: int = OUTPUT_TAIL) -> list[str]:
+    return [ln.rstrip("\n") for ln in lines[-n:]]
+
+
+def _from_plan(stage: StageReport, result) -> None:
+    """Fill a stage from a pipeline.PlanResult."""
+    stage.duration = result.duration
+    stage.steps = [{"name": s.name, "status": s.status, "duration": s.duration,
+                    "error": s.error, "notes": s.notes} for s in result.steps]
+    stage.detail = "; ".join(n for s in result.steps for n in s.notes)
+    out: list[str] = []
+    for s in result.steps:
+        out += s.output
+    stage.output = _tail(out)
+    if result.error is None:
+        stage.status = "ok"
+    else:
+        _fail(stage, result.error)
+
+
+def _fail(stage: StageReport, exc: BaseException) -> None:
+    stage.status = "failed"
+    stage.error = str(exc)
+    stage.hint = getattr(exc, "hint", None)
+    stage.exit_code = getattr(exc, "exit_code", None) or EXIT_FAILED
+
+
+def _revision(cfg, ci: CiEnv):
+    from conveyor import git
+
+    try:
+        return git.revision(cfg.root_dir)
+    except git.GitError:
+        if ci.commit:  # e.g. Cloud Build: the source has no .git, COMMIT_SHA names it
+            return git.Revision(ci.commit, False, ci.branch)
+        raise
+
+
+def run_ci(cfg, ci: CiEnv, opts: CiOptions, emit: Callable[[dict[str, Any]], None],
+           *, redactor: Redactor | None = None) -> CiReport:
+    """Run the job's stages; never raises for a failing stage (see CiReport.exit_code)."""
+    from conveyor.pipeline import execute
+    from conveyor.stages import remote as rs
+    from conveyor.stages import remote_build as rb
+
+    check_can_run(cfg, ci, opts)
+    report = CiReport(ci=ci, app=cfg.app.name, dev_env=opts.dev_env, prod_env=opts.prod_env,
+                      promote=opts.promote, stages=[StageReport(n) for n in stage_names(opts)])
+    red = redactor or Redactor()
+
+    def announce(name: str) -> None:
+        emit({"event": "message", "text": f"── {name}"})
+
+    def stage_of(name: str) -> StageReport:
+        return report.stage(name)
+
+    try:
+        # build
+        st = stage_of("build")
+        announce(st.name)
+        t0 = time.monotonic()
+        try:
+            rev = _revision(cfg, ci)
+            report.revision = rev.label
+            if rev.dirty:
+                report.warnings.append("the work tree has uncommitted changes: the image is "
+                                       f"tagged {rev.tag}")
+            plan, ref = rb.build_plan(cfg, revision=rev)
+            _from_plan(st, execute(plan, emit, raise_on_failure=False))
+            st.detail = ref + (f" ({st.detail})" if st.detail and ref not in st.detail else "")
+        except ConveyorError as exc:
+            st.duration = time.monotonic() - t0
+            _fail(st, exc)
+        if not st.ok:
+            return report
+
+        # push
+        st = stage_of("push")
+        announce(st.name)
+        result = execute(rb.push_plan(cfg, ref), emit, raise_on_failure=False)
+        _from_plan(st, result)
+        if not st.ok:
+            return report
+        pushed = result.values["pushed"]
+        image = rs.ImageRef(pushed["repository"], pushed["digest"], pushed.get("commit"),
+                            pushed.get("tag"))
+        report.image = image.ref
+        st.detail = image.ref
+
+        remote = rs.Remote(cfg, opts.dev_env)
+        report.dev_url = remote.url
+        try:
+            # setup (idempotent)
+            if opts.setup:
+                st = stage_of(f"setup {opts.dev_env}")
+                announce(st.name)
+                _from_plan(st, execute(rs.setup_plan(remote), emit, raise_on_failure=False))
+                if not st.ok:
+                    return report
+
+            # deploy (+ test)
+            st = stage_of(f"deploy {opts.dev_env}")
+            test_st = stage_of("test")
+            announce(st.name)
+            with tempfile.TemporaryDirectory(prefix="conveyor-ci-") as tmp:
+                test_junit = Path(tmp) / "tests.xml"
+                dopts = rs.DeployOptions(project_dir=cfg.root_dir, wait=True,
+                                         wait_timeout=opts.wait_timeout, run_tests=True,
+                                         junit=test_junit)
+                dep = rs.deploy_plans(remote, image, dopts)
+                report.deployment_id = dep.record.id
+                result = rs.run_deployment(dep, emit)
+                _deploy_stages(report, st, test_st, result, dep, remote)
+                if test_junit.exists():
+                    _read_test_junit(report, test_junit)
+            for fin in dep.values.get("finalize_results", []):
+                if not fin.ok:
+                    report.warnings.append(f"{fin.plan}: {fin.error}")
+        finally:
+            remote.close()
+            _merge(red, remote)
+        if not report.stage("test").ok:
+            return report
+
+        # promote
+        if opts.promote:
+            st = stage_of(f"promote {opts.prod_env}")
+            announce(st.name)
+            t0 = time.monotonic()
+            try:
+                promote_fn = _promote_function()
+                promote_fn(cfg, opts.prod_env, image, emit=emit, stage=st)
+                if st.status == "not run":
+                    st.status = "ok"
+            except ConveyorError as exc:
+                _fail(st, exc)
+            st.duration = st.duration or (time.monotonic() - t0)
+        return report
+    finally:
+        report.finished_at = time.time()
+        _redact_report(report, red)
+
+
+def _merge(red: Redactor, remote) -> None:
+    for s in getattr(remote.redactor, "_secrets", ()):
+        red.add(s)
+
+
+def _deploy_stages(report: CiReport, st: StageReport, test_st: StageReport, result, dep,
+                   remote) -> None:
+    rec = dep.record
+    report.migrations_applied = list(rec.migrations_applied or [])
+    report.tests = rec.tests
+    deploy_steps = [s for s in result.steps if s.name != "test"]
+    test_steps = [s for s in result.steps if s.name == "test"]
+    st.steps = [{"name": s.name, "status": s.status, "duration": s.duration, "error": s.error,
+                 "notes": s.notes} for s in deploy_steps]
+    st.duration = sum(s.duration for s in deploy_steps)
+    out: list[str] = []
+    for s in deploy_steps:
+        out += s.output
+    st.output = _tail(out)
+    notes = [f"{s.name}: {'; '.join(s.notes)}" for s in deploy_steps if s.notes]
+    st.detail = f"deployment {rec.id}"
+    failed_step = next((s for s in deploy_steps if s.status != "ok"), None)
+    if result.error is not None and (not test_steps or failed_step is not None):
+        _fail(st, result.error)
+        if failed_step is not None:
+            st.output = _tail(failed_step.output) or st.output
+        return
+    st.status = "ok"
+    if notes:
+        st.detail += " — " + "; ".join(n for n in notes if n.startswith(("migrate", "health")))
+    # the test step
+    if not test_steps:
+        test_st.status = "ok"
+        test_st.detail = "no test_command configured"
+        return
+    ts = test_steps[0]
+    test_st.duration = ts.duration
+    test_st.output = _tail(ts.output)
+    tests = rec.tests or {}
+    counts = ", ".join(f"{tests[k]} {k}" for k in ("passed", "failed", "errors", "skipped")
+                       if tests.get(k))
+    test_st.detail = (counts or "") + (f" against {remote.url}" if remote.url else "")
+    if result.error is not None:  # the test step itself broke
+        _fail(test_st, result.error)
+    elif dep.values.get("tests_failed") or not tests.get("ok", True):
+        test_st.status = "failed"
+        test_st.exit_code = EXIT_TESTS_FAILED
+        test_st.error = (f"the tests failed against {remote.url} "
+                         f"(exit {tests.get('exit_code')}: {tests.get('command')})")
+        test_st.hint = f"`conveyor history {remote.name} {rec.id}` shows the whole run"
+    else:
+        test_st.status = "ok"
+
+
+def _read_test_junit(report: CiReport, path: Path) -> None:
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as exc:
+        report.warnings.append(f"cannot read the tests' JUnit file: {exc}")
+        return
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    report.test_suites = suites
+    for suite in suites:
+        for case in suite.iter("testcase"):
+            for kind in ("failure", "error"):
+                el = case.find(kind)
+                if el is not None:
+                    name = case.get("name") or "?"
+                    cls = case.get("classname") or ""
+                    full = f"{cls}::{name}" if cls else name
+                    msg = (el.get("message") or (el.text or "").strip() or kind)
+                    report.failed_tests.append(FailedTest(full, msg.strip().splitlines()[0]
+                                                          if msg.strip() else kind))
+                    break
+
+
+def _promote_function():
+    """The prod stage's entry point for promoting a digest that just passed dev."""
+    try:
+        from conveyor.stages import prod as prod_stage  # type: ignore[attr-defined]
+    except ImportError:
+        prod_stage = None
+    fn = getattr(prod_stage, "promote_for_ci", None) if prod_stage else None
+    if fn is None:
+        raise ConveyorError(
+            "the prod stage is not available in this version of conveyor: --promote cannot "
+            "run", hint="run the pipeline without --promote, and `conveyor deploy prod` once "
+            "it exists")
+    return fn
+
+
+def _redact_report(report: CiReport, red: Redactor) -> None:
+    for s in report.stages:
+        s.error = red(s.error) if s.error else s.error
+        s.hint = red(s.hint) if s.hint else s.hint
+        s.detail = red(s.detail)
+        s.output = red(s.output)
+        s.steps = red(s.steps)
+    for t in report.failed_tests:
+        t.message = red(t.message)
+    report.warnings = red(report.warnings)
+
+
+# --------------------------------------------------------------------------- reports
+
+_ICON = {"ok": "✅", "failed": "❌", "not run": "⏭️"}
+
+
+def _dur(seconds: float) -> str:
+    return f"{seconds:.1f}s" if seconds else "-"
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(report: CiReport) -> str:
+    ci = report.ci
+    failed = report.failed_stage
+    if failed is None:
+        head = f"## ✅ conveyor ci: {report.app} passed"
+    else:
+        head = f"## ❌ conveyor ci: {report.app} failed at stage **{failed.name}**"
+        if failed.name == "test" and report.failed_tests:
+            head += f" ({len(report.failed_tests)} failed test" \
+                    f"{'s' if len(report.failed_tests) != 1 else ''})"
+    run = f" ([run]({ci.run_url}))" if ci.run_url else ""
+    lines = [head, "", "| | |", "|---|---|",
+             f"| branch | `{ci.branch or '-'}` on {ci.label}{run} |",
+             f"| commit | `{(report.revision or ci.commit or '-')}` |"]
+    if report.image:
+        lines.append(f"| image | `{report.image}` |")
+    if report.dev_url:
+        dep = f" (deployment `{report.deployment_id}`)" if report.deployment_id else ""
+        lines.append(f"| {report.dev_env} | {report.dev_url}{dep} |")
+    if report.deployment_id:
+        lines.append(f"| migrations applied | "
+                     f"{_md_cell(', '.join(report.migrations_applied) or 'none')} |")
+    if report.tests:
+        t = report.tests
+        counts = ", ".join(f"{t[k]} {k}" for k in ("passed", "failed", "errors", "skipped")
+                           if t.get(k))
+        lines.append(f"| tests | {'passed' if t.get('ok') else 'FAILED'}"
+                     f"{f' ({counts})' if counts else ''} |")
+    lines.append(f"| duration | {_dur(report.duration)} |")
+    lines += ["", "| stage | result | duration | |", "|---|---|---|---|"]
+    for s in report.stages:
+        lines.append(f"| {s.name} | {_ICON.get(s.status, '')} {s.status} | {_dur(s.duration)} "
+                     f"| {_md_cell(s.detail)} |")
+    if report.failed_tests:
+        lines += ["", "### Failed tests", ""]
+        for t in report.failed_tests[:50]:
+            lines.append(f"- `{t.name}`: {_md_cell(t.message)}")
+        if len(report.failed_tests) > 50:
+            lines.append(f"- ... and {len(report.failed_tests) - 50} more")
+    if failed is not None:
+        lines += ["", f"### Stage {failed.name} failed", ""]
+        failed_steps = [s for s in failed.steps if s["status"] not in ("ok", "skipped")]
+        if failed_steps:
+            lines.append("Step: " + ", ".join(f"`{s['name']}` ({s['status']})"
+                                              for s in failed_steps))
+            lines.append("")
+        if failed.error:
+            lines += ["```text", failed.error.strip(), "```"]
+        if failed.hint:
+            lines += ["", f"Hint: {failed.hint}"]
+        if failed.output:
+            lines += ["", f"<details><summary>{failed.name}: last lines of output</summary>",
+                      "", "```text", *failed.output, "```", "", "</details>"]
+    if report.warnings:
+        lines += ["", "### Warnings", ""] + [f"- {_md_cell(w)}" for w in report.warnings]
+    return "\n".join(lines) + "\n"
+
+
+def junit_xml(report: CiReport) -> bytes:
+    """One JUnit document: the pipeline's stages as a suite, then the app's test suites."""
+    root = ET.Element("testsuites", name=f"conveyor ci {report.app}")
+    cases: list[tuple[str, str, float, str | None, str | None, list[str]]] = []
+    for s in report.stages:
+        if s.steps and s.name.startswith("deploy"):
+            for step in s.steps:
+                st = "ok" if step["status"] == "ok" else (
+                    "failed" if step["status"] in ("failed", "undo-failed") else step["status"])
+                err = step.get("error")
+                cases.append((f"{s.name}: {step['name']}", st, step["duration"], err, None,
+                              s.output if st == "failed" else []))
+            if s.status == "not run" or (s.status == "failed" and not any(
+                    step["status"] == "failed" for step in s.steps)):
+                cases.append((s.name, s.status, s.duration, s.error, s.hint, s.output))
+        else:
+            cases.append((s.name, s.status, s.duration, s.error, s.hint, s.output))
+    failures = sum(1 for c in cases if c[1] == "failed")
+    skipped = sum(1 for c in cases if c[1] not in ("ok", "failed"))
+    suite = ET.SubElement(root, "testsuite", name="conveyor", tests=str(len(cases)),
+                          failures=str(failures), errors="0", skipped=str(skipped),
+                          time=f"{sum(c[2] for c in cases):.3f}")
+    props = ET.SubElement(suite, "properties")
+    for k, v in (("branch", report.ci.branch), ("commit", report.revision or report.ci.commit),
+                 ("run_url", report.ci.run_url), ("image", report.image),
+                 ("deployment", report.deployment_id)):
+        if v:
+            ET.SubElement(props, "property", name=k, value=str(v))
+    for name, status, duration, error, hint, output in cases:
+        case = ET.SubElement(suite, "testcase", classname=f"conveyor.{report.app}", name=name,
+                             time=f"{duration:.3f}")
+        if status == "failed":
+            el = ET.SubElement(case, "failure",
+                               message=(error or "failed").strip().splitlines()[0][:500])
+            el.text = "\n".join(x for x in [error, f"hint: {hint}" if hint else None,
+                                            "\n".join(output)] if x)
+        elif status != "ok":
+            ET.SubElement(case, "skipped", message=f"{status}: an earlier stage failed")
+    for s in report.test_suites:
+        s = _copy(s)
+        s.set("name", f"{report.dev_env}: {s.get('name') or 'tests'}")
+        root.append(s)
+    total = sum(int(s.get("tests", 0)) for s in root.iter("testsuite"))
+    root.set("tests", str(total))
+    root.set("failures", str(sum(int(s.get("failures", 0)) for s in root.iter("testsuite"))))
+    root.set("errors", str(sum(int(s.get("errors", 0)) for s in root.iter("testsuite"))))
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def _copy(el: ET.Element) -> ET.Element:
+    return ET.fromstring(ET.tostring(el))
+
+
+def write_reports(report: CiReport, *, junit: Path | None, summary: Path | None,
+                  step_summary: str | None) -> list[Path]:
+    """Write the JUnit file, the summary file, and append the summary to the CI's job summary
+    ($GITHUB_STEP_SUMMARY) unless that is the same file."""
+    written = []
+    if junit is not None:
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        junit.write_bytes(junit_xml(report))
+        written.append(junit)
+    md = markdown(report)
+    if summary is not None:
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        summary.write_text(md, encoding="utf-8")
+        written.append(summary)
+    if step_summary:
+        target = Path(step_summary)
+        same = summary is not None and target.exists() and summary.exists() and \
+            target.resolve() == summary.resolve()
+        if not same:
+            with open(target, "a", encoding="utf-8") as f:
+                f.write(md)
+            written.append(target)
+    return written
+
+
+__all__ = ["CiFailed", "CiOptions", "CiReport", "CiRefused", "StageReport", "check_can_run", "junit_xml",
+           "markdown", "run_ci", "stage_names", "write_reports"]
