@@ -790,6 +790,8 @@ def render_config(facts: Facts) -> str:
     else:
         add("# no compose file found: the local stage needs one (db + app services)")
         add("# compose_file = \"docker-compose.yml\"")
+    if facts.app_service:
+        add(f"app_service = {_q(facts.app_service)}", "the compose service that runs the app")
     add(f"address = {_q(facts.app_host_ip or '127.0.0.1')}")
     host_port = facts.app_host_port or port
     add(f"port = {host_port}", None if facts.app_host_port else "guess: the app's published port")

@@ -107,8 +107,8 @@ def test_generated_config_matches_the_hand_written_example(notes: Path, monkeypa
     assert ours.migrations.container_dir == theirs.migrations.container_dir
     assert ours.image_repository() == theirs.image_repository()
     lo, lt = ours.environment("local"), theirs.environment("local")
-    assert (lo.compose_file, lo.address, lo.port, lo.url) == \
-        (lt.compose_file, lt.address, lt.port, lt.url)
+    assert (lo.compose_file, lo.app_service, lo.address, lo.port, lo.url) == \
+        (lt.compose_file, lt.app_service, lt.address, lt.port, lt.url)
     assert lo.database.model_dump() == lt.database.model_dump()
     assert ours.database_url("local") == theirs.database_url("local")
     for env in ("dev", "prod"):
@@ -483,6 +483,7 @@ def test_inspect_other_layout(tmp_path: Path, monkeypatch) -> None:
     assert facts.app_env_names == ["RUST_LOG", "SECRET_KEY"]
     initgen.init_project(root, ci="github")
     cfg = load_config(root)
+    assert cfg.environment("local").app_service == "web"
     assert cfg.environment("local").database.port == 6543
     assert cfg.environment("dev").database.password.env == "SHOP_WEB_DEV_DB_PASSWORD"
     assert cfg.environment("dev").test_command == ["cargo", "test"]
