@@ -57,6 +57,9 @@ def split_statements(sql: str) -> list[tuple[int, int]]:
                 else:
                     i += 1
             continue
+        if c == ";" and start is None:
+            i += 1  # an empty statement: PostgreSQL's parser drops it too
+            continue
         if start is None:
             start = i
         if c == ";":
