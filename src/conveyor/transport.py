@@ -227,7 +227,9 @@ class SshTransport(Transport):
 
     def _ensure_master(self) -> None:
         with self._master_lock:
-            if self._master and self._check_master():
+            # the socket exists while the master lives (ssh removes it on exit); should a
+            # master die uncleanly, ssh falls back to a direct connection: slower, still checked
+            if self._master and os.path.exists(self._control):
                 return
             # The master outlives this process only for a bounded idle time (ControlPersist
             # seconds), so a killed conveyor leaves no ssh process behind for long. Its output

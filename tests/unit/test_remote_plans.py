@@ -150,15 +150,23 @@ def env_secrets(monkeypatch):
     monkeypatch.setenv("CONVEYOR_ACTOR", "alice")
 
 
-def healthy_host(current: bool = True) -> FakeHost:
+def lock_output(current: bool = True, db: bool = True, applied: str = "::unknown::") -> str:
+    app = {"Name": "/notes-dev-app",
+           "Config": {"Image": "old", "Labels": {"conveyor.image": "127.0.0.1:5000/notes@"
+                                                 + "sha256:" + "cd" * 32,
+                                                 rs.REVISION_LABEL: "oldrev"}}}
+    dbc = {"Name": "/notes-dev-db", "State": {"Running": True, "Status": "running"}}
+    return ("::containers::\n" + (json.dumps(app) + "\n" if current else "")
+            + (json.dumps(dbc) + "\n" if db else "") + "::applied::\n" + applied + "\n"
+            + "::image::\n::missing::\n")
+
+
+def healthy_host(current: bool = True, applied: str = "::unknown::",
+                 image_labels: dict | None = None) -> FakeHost:
     host = FakeHost()
-    app = {"Config": {"Image": "old", "Labels": {"conveyor.image": "127.0.0.1:5000/notes@"
-                                                  + "sha256:" + "cd" * 32,
-                                                  rs.REVISION_LABEL: "oldrev"}}}
-    lock_out = ("::app::\n" + (json.dumps(app) if current else "null") + "\n::db::\n"
-                + json.dumps({"Running": True, "Status": "running"}) + "\n")
-    host.on(is_("lock"), out=lock_out)
-    host.on(is_("pull"), out=json.dumps({rs.REVISION_LABEL: "newrev"}) + "\n")
+    host.on(is_("lock"), out=lock_output(current, applied=applied))
+    host.on(is_("pull"), out=json.dumps({rs.REVISION_LABEL: "newrev", **(image_labels or {})})
+            + "\n")
     result = {"ok": True, "applied": [{"version": "2", "name": "2_add", "direction": "up",
                                        "duration_ms": 1.0}], "reverted": []}
     host.on(is_("migrate"), out="applying 2_add ...\napplied 2_add (1 ms)\n"
@@ -353,7 +361,7 @@ def test_failing_tests_are_reported_without_rolling_back(tmp_path, env_secrets,
 def test_a_missing_database_container_says_run_setup_and_releases_the_lock(
         tmp_path, env_secrets, health_server):
     port, _ = health_server
-    host = FakeHost().on(is_("lock"), out="::app::\nnull\n::db::\nnull\n")
+    host = FakeHost().on(is_("lock"), out=lock_output(current=False, db=False))
     remote, dep = plan_for(tmp_path, port, host)
     result = rs.run_deployment(dep, lambda e: None)
     assert isinstance(result.error, rs.NotSetUp)
@@ -378,6 +386,66 @@ def test_user_migration_command_gets_the_url_from_a_removed_env_file(tmp_path, e
     assert argv[4] == env_path and "--env-file" in argv and argv[-3:] == (
         "diesel", "migration", "run")
     assert stdin.decode().startswith("DATABASE_URL=postgresql://notes:")
+
+
+# --------------------------------------------------------------------------- skip migrate
+
+
+def test_no_migration_container_when_the_database_has_exactly_the_images_migrations(
+        tmp_path, env_secrets, health_server):
+    port, _ = health_server
+    pairs = [("20260101000001", "a" * 64), ("20260102000001", "b" * 64)]
+    fp = remote_migrate.fingerprint(pairs)
+    rows = "\n".join(f"{v} {v} {c}" for v, c in pairs)
+    host = healthy_host(applied=rows, image_labels={remote_migrate.FINGERPRINT_LABEL: fp})
+    remote, dep = plan_for(tmp_path, port, host)
+    result = rs.run_deployment(dep, lambda e: None)
+    assert result.ok, result.error
+    assert "migrate" not in host.names()
+    migrate = next(s for s in dep.record.steps if s["name"] == "migrate")
+    assert "nothing to migrate" in migrate["notes"][0] and dep.record.migrations_applied == []
+    lock_argv = host.calls[0][0]
+    assert lock_argv[-4:] == ("notes", "notes", remote_migrate.APPLIED_SQL,
+                              f"127.0.0.1:5000/notes@{DIGEST}")
+
+
+def test_an_image_already_on_the_host_is_not_pulled_again(tmp_path, env_secrets,
+                                                          health_server):
+    port, _ = health_server
+    host = healthy_host()
+    host.rules.insert(0, (is_("lock"), lambda a, i: (0, lock_output() + "::image::\n" + json.dumps(
+        {rs.REVISION_LABEL: "present-rev"}) + "\n", "")))
+    remote, dep = plan_for(tmp_path, port, host)
+    assert rs.run_deployment(dep, lambda e: None).ok
+    assert host.names() == ["lock", "migrate", "replace", "record"]
+    pull = next(s for s in dep.record.steps if s["name"] == "pull")
+    assert pull["notes"][0].startswith("already present")
+    assert dep.record.revision == "present-rev"
+
+
+@pytest.mark.parametrize("rows", [
+    "20260101000001 20260101000001 " + "a" * 64,                      # one not applied yet
+    "20260101000001 20260101000001 " + "a" * 64 + "\n20260102000001 - -",  # no checksum row
+    "::unknown::",                                                     # cannot read the tables
+])
+def test_any_doubt_runs_the_migration_container(tmp_path, env_secrets, health_server, rows):
+    port, _ = health_server
+    pairs = [("20260101000001", "a" * 64), ("20260102000001", "b" * 64)]
+    host = healthy_host(applied=rows, image_labels={
+        remote_migrate.FINGERPRINT_LABEL: remote_migrate.fingerprint(pairs)})
+    remote, dep = plan_for(tmp_path, port, host)
+    assert rs.run_deployment(dep, lambda e: None).ok
+    assert "migrate" in host.names()
+
+
+def test_applied_fingerprint_needs_both_tables_and_checksums():
+    assert remote_migrate.applied_fingerprint([]) == remote_migrate.fingerprint([])
+    assert remote_migrate.applied_fingerprint(["1 1 x"]) == remote_migrate.fingerprint(
+        [("1", "x")])
+    assert remote_migrate.applied_fingerprint(["1 - -"]) is None
+    assert remote_migrate.applied_fingerprint(["- 1 x"]) is None
+    assert remote_migrate.fingerprint([("2", "b"), ("1", "a")]) == \
+        remote_migrate.fingerprint([("1", "a"), ("2", "b")])
 
 
 # --------------------------------------------------------------------------- setup

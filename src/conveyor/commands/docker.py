@@ -188,3 +188,7 @@ def exec_env_names(name: str, command: Sequence[str], env_names: Iterable[str] =
 def container_state(name: str) -> Argv:
     """One JSON object (or an error when the container does not exist)."""
     return inspect(name, "{{json .}}")
+
+
+def rmi(ref: str) -> Argv:
+    return ("docker", "rmi", ref)

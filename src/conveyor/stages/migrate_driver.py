@@ -45,6 +45,12 @@ def main(header: dict) -> int:
             result = migrator.run().to_dict()
             if not result["applied"]:
                 print("nothing to migrate", flush=True)
+        elif command == "discover":
+            from conveyor.migrations import discover
+
+            result = {"migrations": [{"version": m.version, "name": m.name,
+                                      "checksum": m.checksum}
+                                     for m in discover(header["migration_dir"])]}
         elif command == "status":
             result = migrator.status().to_dict()
             for p in result["pending"]:

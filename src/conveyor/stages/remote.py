@@ -258,11 +258,16 @@ else
   cat "$d/lock/holder.json" 2>/dev/null || echo '{}'
   exit 75
 fi
-echo '::app::'
-docker container inspect --format '{{json .}}' "$2" 2>/dev/null || echo null
-if [ -n "$3" ]; then
-  echo '::db::'
-  docker container inspect --format '{{json .State}}' "$3" 2>/dev/null || echo null
+echo '::containers::'
+docker container inspect --format '{{json .}}' "$2" ${3:+"$3"} 2>/dev/null
+if [ -n "$4" ]; then
+  echo '::applied::'
+  docker exec "$3" psql -XAtq -v ON_ERROR_STOP=1 -U "$4" -d "$5" -c "$6" 2>/dev/null \\
+    || echo '::unknown::'
+fi
+if [ -n "$7" ]; then
+  echo '::image::'
+  docker image inspect --format '{{json .Config.Labels}}' "$7" 2>/dev/null || echo '::missing::'
 fi
 """
 
@@ -298,9 +303,12 @@ exit $written
 """
 
 
-def lock_argv(remote: Remote) -> tuple[str, ...]:
+def lock_argv(remote: Remote, image: ImageRef | None = None) -> tuple[str, ...]:
+    db = remote.env.database
+    query = remote.managed_db and not remote.cfg.migrations.command
     return ("sh", "-c", LOCK_SCRIPT, "conveyor-lock", remote.state_dir, remote.app_container,
-            remote.db_container or "")
+            remote.db_container or "", db.user if query else "", db.name if query else "",
+            remote_migrate.APPLIED_SQL if query else "", image.ref if image else "")
 
 
 def unlock_argv(remote: Remote, lock_id: str) -> tuple[str, ...]:
@@ -314,7 +322,8 @@ def record_argv(remote: Remote, deployment_id: str, lock_id: str = "") -> tuple[
 
 SCRIPT_NAMES = {LOCK_SCRIPT: "<lock script: mkdir $1/lock atomically, write holder.json from "
                 "stdin (else print the holder, exit 75); inspect the app ($2) and db ($3) "
-                "containers>",
+                "containers; the applied migrations: psql -U $4 -d $5 -c $6 in $3; whether the "
+                "image $7 is present (and its labels)>",
                 UNLOCK_SCRIPT: "<unlock script: rm -r $1/lock if holder.json names $2>",
                 RECORD_SCRIPT: "<record script: stdin -> $1/history.jsonl (first line) and "
                 "$1/deployments/$2.json; then unlock as above if $3 holds the lock>"}
@@ -368,11 +377,46 @@ def _parse_sections(text: str) -> dict[str, Any]:
     return out
 
 
-def try_lock(remote: Remote, info: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+def _lock_output(remote: Remote, text: str) -> dict[str, Any]:
+    sections: dict[str, list[str]] = {}
+    key = None
+    for line in text.splitlines():
+        if line in ("::containers::", "::applied::", "::image::"):
+            key = line.strip(":")
+            sections[key] = []
+        elif key is not None and line.strip():
+            sections[key].append(line)
+    out: dict[str, Any] = {"app": None, "db": None, "applied": None}
+    for line in sections.get("containers", []):
+        try:
+            c = json.loads(line)
+        except ValueError:
+            continue
+        name = (c.get("Name") or "").lstrip("/")
+        if name == remote.app_container:
+            out["app"] = c
+        elif name == remote.db_container:
+            out["db"] = c.get("State")
+    applied = sections.get("applied")
+    if applied is not None and "::unknown::" not in applied:
+        out["applied"] = applied
+    image = sections.get("image")
+    out["image_labels"] = None
+    if image and "::missing::" not in image:
+        try:
+            out["image_labels"] = json.loads(image[0]) or {}
+        except ValueError:
+            pass
+    return out
+
+
+def try_lock(remote: Remote, info: dict[str, Any],
+             image: ImageRef | None = None) -> tuple[bool, dict[str, Any]]:
     """(acquired, holder-or-state). On success the second item has the host's current app
-    container (`app`) and database container state (`db`)."""
-    r = remote.transport.run(lock_argv(remote), input=json.dumps(info) + "\n", check=False,
-                             timeout=60)
+    container (`app`), the database container's state (`db`) and the rows of the applied
+    migrations (`applied`, None when they cannot be read)."""
+    r = remote.transport.run(lock_argv(remote, image), input=json.dumps(info) + "\n",
+                             check=False, timeout=60)
     if r.returncode == 75:
         try:
             holder = json.loads(r.stdout.strip() or "{}")
@@ -381,17 +425,21 @@ def try_lock(remote: Remote, info: dict[str, Any]) -> tuple[bool, dict[str, Any]
         return False, holder
     if r.returncode != 0:
         raise CommandFailed(r.argv, r.returncode, r.stderr or r.stdout, host=remote.host)
-    return True, _parse_sections(r.stdout)
+    return True, _lock_output(remote, r.stdout)
 
 
 def lock_step(remote: Remote, info: dict[str, Any], *, wait: bool = False,
-              wait_timeout: float = 900.0, require_db: bool = True) -> Step:
+              wait_timeout: float = 900.0, require_db: bool = True,
+              image: ImageRef | None = None) -> Step:
+    """Take the environment's lock and, in the same round trip, read the host's state: the app
+    and database containers, the applied migrations, whether `image` is already there."""
+
     def action(ctx: StepContext) -> None:
         deadline = time.monotonic() + wait_timeout
         delay = 0.5
         announced = False
         while True:
-            acquired, data = try_lock(remote, info)
+            acquired, data = try_lock(remote, info, image)
             if acquired:
                 break
             holder = describe_holder(data)
@@ -410,6 +458,9 @@ def lock_step(remote: Remote, info: dict[str, Any], *, wait: bool = False,
             delay = min(delay * 1.5, 5.0)
         ctx.values["lock_id"] = info["id"]
         ctx.values["current"] = data.get("app")
+        ctx.values["db_applied"] = data.get("applied")
+        if data.get("image_labels") is not None:
+            ctx.values["image_present_labels"] = data["image_labels"]
         ctx.note(f"locked by {info['who']}")
         if remote.managed_db and require_db:
             state = data.get("db")
@@ -420,7 +471,7 @@ def lock_step(remote: Remote, info: dict[str, Any], *, wait: bool = False,
                     hint=f"run `conveyor setup {remote.name}` (creates the network, volume and "
                     "database container once; deploys never recreate them)")
 
-    return Step("lock", action, describe=[shown(lock_argv(remote))])
+    return Step("lock", action, describe=[shown(lock_argv(remote, image))])
 
 
 def unlock_step(remote: Remote) -> Step:
@@ -473,25 +524,35 @@ def login_step(remote: Remote) -> Step | None:
 
 
 def pull_argv(image: ImageRef) -> tuple[str, ...]:
-    check, pull = docker.image_present_or_pull(image.ref)
-    return sh(check, ">/dev/null", "2>&1", "||", pull, "&&",
-              docker.image_inspect(image.ref, "{{json .Config.Labels}}"))
+    """Pull by digest unless the image is there already; print its labels either way."""
+    labels = docker.image_inspect(image.ref, "{{json .Config.Labels}}")
+    return sh(labels, "2>/dev/null", "||", "{", docker.pull(image.ref), "&&", labels, ";", "}")
 
 
 def pull_step(remote: Remote, image: ImageRef) -> Step:
     def action(ctx: StepContext) -> None:
+        present = ctx.values.get("image_present_labels")
+        if present is not None:  # seen by the lock step's round trip
+            _image_labels(ctx, image, present)
+            ctx.note(f"already present: {image.ref}")
+            return
         r = _run(remote, ctx, pull_argv(image), timeout=1800, stream=True)
         labels_line = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "null"
         try:
             labels = json.loads(labels_line) or {}
         except ValueError:
             labels = {}
-        ctx.values["image_labels"] = labels
-        ctx.values["image_revision"] = labels.get(REVISION_LABEL) or image.revision
-        pulled = "Status:" in r.stdout or "Pull complete" in r.stdout
+        _image_labels(ctx, image, labels)
+        pulled = "Digest:" in r.stdout or "Status:" in r.stdout
         ctx.note(("pulled " if pulled else "already present: ") + image.ref)
 
-    return Step("pull", action, describe=[pull_argv(image)])
+    return Step("pull", action, describe=[
+        pull_argv(image), "(nothing to do when the lock step found the image on the host)"])
+
+
+def _image_labels(ctx: StepContext, image: ImageRef, labels: dict[str, str]) -> None:
+    ctx.values["image_labels"] = labels
+    ctx.values["image_revision"] = labels.get(REVISION_LABEL) or image.revision
 
 
 # --------------------------------------------------------------------------- migrate
@@ -520,6 +581,11 @@ def migrate_step(remote: Remote, image: ImageRef, deployment_id: str) -> Step:
                     f"migration engine ({len(remote_migrate.engine_zip())} bytes zip)"]
 
     def action(ctx: StepContext) -> None:
+        skip = nothing_to_migrate(remote, ctx.values)
+        if skip:
+            ctx.values["migrations_applied"] = []
+            ctx.note(skip)
+            return
         url = remote.database_url()
 
         def sink(line: str) -> None:
@@ -545,7 +611,26 @@ def migrate_step(remote: Remote, image: ImageRef, deployment_id: str) -> Step:
         ctx.note(f"applied {len(parsed.applied)}: {', '.join(parsed.applied)}"
                  if parsed.applied else ("nothing to migrate" if parsed.result else "done"))
 
+    if not mcfg.command and remote.managed_db:
+        describe.append(f"(not started when the image's label {remote_migrate.FINGERPRINT_LABEL}"
+                        " equals the fingerprint of the migrations the database has applied, "
+                        "read in the lock step: nothing to migrate)")
     return Step("migrate", action, describe=describe)
+
+
+def nothing_to_migrate(remote: Remote, values: dict[str, Any]) -> str | None:
+    """A note when the database provably holds exactly the image's migrations, else None."""
+    if remote.cfg.migrations.command or not remote.managed_db:
+        return None
+    image_fp = (values.get("image_labels") or {}).get(remote_migrate.FINGERPRINT_LABEL)
+    rows = values.get("db_applied")
+    if not image_fp or rows is None:
+        return None
+    if remote_migrate.applied_fingerprint(rows) != image_fp:
+        return None
+    count = image_fp.split(":", 1)[0]
+    return (f"nothing to migrate: the database has applied exactly the image's {count} "
+            "migrations (versions and checksums)")
 
 
 def _with_temp_env_file(path: str, argv) -> tuple[str, ...]:
@@ -900,7 +985,8 @@ def deploy_plans(remote: Remote, image: ImageRef, opts: DeployOptions, *,
                               revision=image.revision, url=remote.url,
                               options={"wait": opts.wait, "tests": opts.run_tests})
     info = lock_info(did, image, f"{kind} {remote.name} {image.ref}")
-    steps = [lock_step(remote, info, wait=opts.wait, wait_timeout=opts.wait_timeout)]
+    steps = [lock_step(remote, info, wait=opts.wait, wait_timeout=opts.wait_timeout,
+                       image=image)]
     login = login_step(remote)
     if login:
         steps.append(login)
@@ -1042,3 +1128,120 @@ def setup_plan(remote: Remote) -> Plan:
 
         steps.append(Step("state dir", state, describe=[argv]))
     return Plan(f"setup {remote.name}", steps)
+
+
+# --------------------------------------------------------------------------- status / logs
+
+STATUS_SCRIPT = """\
+echo '::app::'
+docker container inspect --format '{{json .}}' "$2" 2>/dev/null || echo null
+echo '::previous::'
+docker container inspect --format '{{json .State}}' "$3" 2>/dev/null || echo null
+if [ -n "$4" ]; then
+  echo '::db::'
+  docker container inspect --format '{{json .}}' "$4" 2>/dev/null || echo null
+fi
+echo '::lock::'
+cat "$1/lock/holder.json" 2>/dev/null || { [ -d "$1/lock" ] && echo '{}'; } || echo null
+echo '::last::'
+tail -n 1 "$1/history.jsonl" 2>/dev/null || echo null
+echo
+"""
+SCRIPT_NAMES[STATUS_SCRIPT] = "<status script: inspect the app, previous and db containers; " \
+    "the lock holder; the last history line>"
+
+
+def status_argv(remote: Remote) -> tuple[str, ...]:
+    return ("sh", "-c", STATUS_SCRIPT, "conveyor-status", remote.state_dir, remote.app_container,
+            remote.previous_container, remote.db_container or "")
+
+
+def _container_summary(c: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not c:
+        return None
+    state = c.get("State") or {}
+    config = c.get("Config") or {}
+    labels = config.get("Labels") or {}
+    image = labels.get("conveyor.image") or config.get("Image")
+    return {
+        "name": (c.get("Name") or "").lstrip("/"),
+        "id": (c.get("Id") or "")[:12],
+        "state": state.get("Status"),
+        "health": (state.get("Health") or {}).get("Status"),
+        "started_at": state.get("StartedAt"),
+        "restarts": c.get("RestartCount", 0),
+        "image": image,
+        "digest": image.split("@", 1)[1] if image and "@" in image else None,
+        "image_id": c.get("Image"),
+        "revision": labels.get(REVISION_LABEL),
+        "deployment": labels.get("conveyor.deployment"),
+    }
+
+
+def migration_status(remote: Remote, image_ref: str) -> dict[str, Any]:
+    """Applied/pending migrations and drift, by the engine in a temporary container of the
+    running image (its migrations are the ones deployed). Read-only."""
+    mcfg = remote.cfg.migrations
+    if mcfg.command:
+        return {"ok": False, "error": "migrations.command is set: conveyor's engine does not "
+                "know this project's migration tool", "applied": [], "pending": [], "drift": []}
+    argv = remote_migrate.engine_argv(image_ref, name=None, network=remote.network,
+                                      labels=remote.labels("migrate-status"))
+    stdin = remote_migrate.engine_stdin("status", remote.database_url(), mcfg.container_dir,
+                                        lock_timeout=mcfg.lock_timeout, applied_by=actor())
+    r = remote.transport.run(argv, input=stdin, check=False, timeout=120)
+    parsed = remote_migrate.parse_output(r.stdout)
+    res = parsed.result
+    if not res or not res.get("ok"):
+        return {"ok": False, "error": (res or {}).get("message") or _tail(r.stderr or r.stdout),
+                "applied": [], "pending": [], "drift": []}
+    return {"ok": True,
+            "applied": [{"version": a["version"], "name": a["name"], "state": a["state"],
+                         "applied_at": a.get("applied_at") or a.get("run_on")}
+                        for a in res.get("applied", [])],
+            "pending": [{"version": p["version"], "name": p["name"]}
+                        for p in res.get("pending", [])],
+            "drift": res.get("problems", [])}
+
+
+def gather_status(remote: Remote, *, migrations: bool = True) -> dict[str, Any]:
+    """Everything `conveyor status ENV` shows, as plain data (redacted)."""
+    out: dict[str, Any] = {"environment": remote.name, "host": remote.host, "url": remote.url,
+                           "kind": "remote"}
+    r = remote.transport.run(status_argv(remote), check=False, timeout=60)
+    sections = _parse_sections(r.stdout)
+    app = _container_summary(sections.get("app"))
+    out["app"] = app or {"name": remote.app_container, "state": "missing"}
+    prev = sections.get("previous")
+    out["previous"] = ({"name": remote.previous_container, "state": prev.get("Status")}
+                       if prev else None)
+    if remote.managed_db:
+        db = _container_summary(sections.get("db"))
+        out["db"] = db or {"name": remote.db_container, "state": "missing"}
+    else:
+        out["db"] = {"kind": "url"}
+    out["lock"] = sections.get("lock")
+    out["last_deployment"] = sections.get("last")
+    status, body = http_status(remote.health_url, timeout=5.0)
+    out["health"] = {"url": remote.health_url, "ok": status == remote.app.health.expect_status,
+                     "status": status, "error": None if status else body}
+    if migrations and app and app.get("image") and app.get("state") == "running" and (
+            not remote.managed_db or (out["db"].get("state") == "running")):
+        out["migrations"] = migration_status(remote, app["image"])
+    else:
+        out["migrations"] = {"ok": False, "error": "no running app (or database) to ask",
+                             "applied": [], "pending": [], "drift": []}
+    return remote.redactor(out)
+
+
+def last_migrate_output(remote: Remote) -> tuple[dict[str, Any] | None, list[str]]:
+    """The kept output of the newest recorded deployment that ran a migrate step."""
+    for entry in reversed(read_history(remote, 50)):
+        if any(s.get("name") == "migrate" for s in entry.get("steps", [])):
+            rec = read_record(remote, entry["id"])
+            step = next(s for s in rec["steps"] if s["name"] == "migrate")
+            lines = list(step.get("output") or [])
+            if step.get("error"):
+                lines.append(step["error"])
+            return rec, lines
+    return None, []

@@ -17,6 +17,7 @@ from conveyor.commands import docker
 from conveyor.config import Config
 from conveyor.errors import ConveyorError
 from conveyor.pipeline import Plan, Step, StepContext
+from conveyor.stages import remote_migrate
 from conveyor.stages.remote import REVISION_LABEL, ImageRef
 from conveyor.transport import LocalTransport
 
@@ -36,12 +37,41 @@ def build_plan(cfg: Config, *, tag: str | None = None,
     ref = f"{repo}:{tag or rev.tag}"
     labels = {REVISION_LABEL: rev.sha, docker.LABEL: cfg.app.name,
               "conveyor.revision": rev.label, "conveyor.dirty": str(rev.dirty).lower()}
+    fp = None if cfg.migrations.command else remote_migrate.local_fingerprint(cfg.migrations_dir)
+    if fp is not None:
+        labels[remote_migrate.FINGERPRINT_LABEL] = fp[0]
     argv = docker.build(ref, _abs(cfg, cfg.app.context), _abs(cfg, cfg.app.dockerfile),
                         build_args=cfg.app.build_args, labels=labels)
+    check_argv = remote_migrate.engine_argv(ref, name=None, network="none",
+                                            labels={docker.LABEL: cfg.app.name})
     local = LocalTransport(cwd=cfg.root_dir)
+
+    def verify(ctx: StepContext) -> None:
+        """The label must describe the image's own migrations (a deploy trusts it to skip the
+        migration container): the engine discovers them inside the image."""
+        assert fp is not None
+        stdin = remote_migrate.engine_stdin("discover", "", cfg.migrations.container_dir,
+                                            lock_timeout=1, applied_by="conveyor build")
+        r = local.run(check_argv, input=stdin, check=False, timeout=300)
+        out = remote_migrate.parse_output(r.stdout).result or {}
+        found = out.get("migrations")
+        ok = found is not None and remote_migrate.fingerprint(
+            [(m["version"], m["checksum"]) for m in found]) == fp[0]
+        if not ok:
+            local.run(docker.rmi(ref), check=False)
+            raise ConveyorError(
+                f"the migrations in the image at {cfg.migrations.container_dir} are not the "
+                f"{fp[1]} in {cfg.migrations_dir}: "
+                + (f"found {len(found)}" if found is not None else
+                   (out.get("message") or r.stderr.strip()[-300:] or "cannot list them")),
+                hint="copy the migrations directory into the image at migrations.container_dir "
+                "(and python3 for conveyor's engine), or set migrations.command")
+        ctx.note(f"{fp[1]} migrations, fingerprint checked in the image")
 
     def action(ctx: StepContext) -> None:
         local.run(argv, stream=ctx.log)
+        if fp is not None:
+            verify(ctx)
         image_id = local.run(docker.image_inspect(ref, "{{.Id}}")).stdout.strip()
         records.remember_image(cfg.root_dir, "built", {
             "ref": ref, "repository": repo, "tag": ref.rsplit(":", 1)[1], "image_id": image_id,
@@ -50,7 +80,12 @@ def build_plan(cfg: Config, *, tag: str | None = None,
         ctx.values["image_id"] = image_id
         ctx.note(f"{ref} ({image_id[:19]})" + ("  [dirty work tree]" if rev.dirty else ""))
 
-    return Plan("build", [Step("build", action, describe=[argv])]), ref
+    describe: list = [argv]
+    if fp is not None:
+        describe += [remote_migrate.describe_engine_argv(check_argv),
+                     f"  (checks label {remote_migrate.FINGERPRINT_LABEL}={fp[0]}: the "
+                     f"image's {fp[1]} migrations)"]
+    return Plan("build", [Step("build", action, describe=describe)]), ref
 
 
 def default_push_ref(cfg: Config) -> str:

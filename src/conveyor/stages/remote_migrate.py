@@ -94,6 +94,57 @@ def user_command_argv(image: str, command: Sequence[str], *, name: str | None,
                       labels=labels, command=tuple(command))
 
 
+# --------------------------------------------------------------------------- fingerprints
+# `conveyor build` labels the image with a fingerprint of its migrations (versions and up.sql
+# checksums, as the engine computes them; checked inside the built image). A deploy compares it
+# with what the database has applied (Diesel's table joined with conveyor's checksums, read in
+# the lock step's round trip): when they are equal there is nothing to migrate and no drift, and
+# the temporary container is not started. Any doubt (no label, a row without checksum, a
+# database reached by URL, `migrations.command`) runs the engine as usual.
+
+FINGERPRINT_LABEL = "conveyor.migrations"
+
+APPLIED_SQL = (
+    "SELECT COALESCE(d.version, '-') || ' ' || COALESCE(c.version, '-') || ' ' || "
+    "COALESCE(c.checksum, '-') FROM __diesel_schema_migrations d "
+    "FULL JOIN __conveyor_migrations c ON c.version = d.version ORDER BY 1"
+)
+
+
+def fingerprint(pairs: Sequence[tuple[str, str]]) -> str:
+    """`<count>:sha256:<hex>` over the sorted (version, checksum) pairs."""
+    import hashlib
+
+    text = "".join(f"{v} {c}\n" for v, c in sorted(pairs))
+    return f"{len(pairs)}:sha256:{hashlib.sha256(text.encode()).hexdigest()}"
+
+
+def applied_fingerprint(lines: Sequence[str]) -> str | None:
+    """The fingerprint of what the database has applied, from APPLIED_SQL's rows; None when
+    any row lacks a Diesel row, a checksum row or a checksum (the engine must look)."""
+    pairs = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 3 or "-" in parts or parts[0] != parts[1]:
+            return None
+        pairs.append((parts[0], parts[2]))
+    return fingerprint(pairs)
+
+
+def local_fingerprint(migrations_dir: Path) -> tuple[str, int] | None:
+    """(fingerprint, count) of a migration directory, or None when it does not exist."""
+    from conveyor.migrations import discover
+    from conveyor.migrations.errors import DiscoveryError
+
+    if not migrations_dir.is_dir():
+        return None
+    try:
+        found = discover(migrations_dir)
+    except DiscoveryError:
+        return None
+    return fingerprint([(m.version, m.checksum) for m in found]), len(found)
+
+
 @dataclass
 class EngineOutput:
     lines: list[str]
