@@ -49,7 +49,7 @@ class Renderer:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(file=self._stream, highlight=False, soft_wrap=True)
+            self._console = Console(file=self._stream, highlight=False, soft_wrap=True, emoji=False)
         return self._console
 
     # events from conveyor.pipeline ------------------------------------------------------

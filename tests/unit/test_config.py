@@ -199,3 +199,22 @@ def test_cli_stub_is_not_a_fake_success():
 def test_cli_version():
     r = _cli("--version")
     assert r.returncode == 0 and r.stdout.startswith("conveyor ")
+
+
+def test_cli_error_text_is_not_read_as_markup(tmp_path):
+    write(tmp_path, BASE)
+    r = _cli("config", "check", "-C", str(tmp_path), "--env", "[red]x:x:[/red]")
+    assert r.returncode == 2 and "unknown environment '[red]x:x:[/red]'" in r.stderr
+
+
+def test_cli_typer_exit_code_passes_through():
+    from conveyor.cli import app, run
+    import typer
+
+    @app.command("zz-exit-test", hidden=True)
+    def _zz() -> None:
+        raise typer.Exit(7)
+
+    with pytest.raises(SystemExit) as info:
+        run(["zz-exit-test"])
+    assert info.value.code == 7

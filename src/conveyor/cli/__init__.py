@@ -145,17 +145,20 @@ for _name, _issue, _help in [
 def render_error(exc: ConveyorError) -> None:
     from rich.console import Console
 
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
-    console.print(f"[bold red]error:[/bold red] {exc}", markup=True)
+    from rich.markup import escape
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+    console.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
     if exc.hint:
-        console.print(f"[yellow]hint:[/yellow] {exc.hint}")
+        console.print(f"[yellow]hint:[/yellow] {escape(exc.hint)}")
 
 
 def run(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv or "-v" in argv
     try:
-        app(args=argv, prog_name="conveyor", standalone_mode=False)
+        # with standalone_mode=False click *returns* the code of a typer.Exit
+        rv = app(args=argv, prog_name="conveyor", standalone_mode=False)
     except ConveyorError as exc:
         if verbose:
             raise
@@ -169,4 +172,4 @@ def run(argv: list[str] | None = None) -> None:
     except __import__("click").exceptions.ClickException as exc:
         exc.show()
         raise SystemExit(exc.exit_code) from None
-    raise SystemExit(0)
+    raise SystemExit(rv if isinstance(rv, int) else 0)
