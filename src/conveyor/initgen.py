@@ -954,7 +954,12 @@ def _indent(lines: list[str], n: int) -> str:
     return "\n".join(pad + line if line else "" for line in lines)
 
 
-def _package_spec() -> str:
+def default_package_spec() -> str:
+    """How the CI job installs conveyor (pip requirement); `conveyor init --package` overrides.
+
+    Point it at where your conveyor comes from (a wheel URL, `git+https://...@vX.Y.Z`, your
+    package index): a bare name on a public index could resolve to someone else's package.
+    """
     from conveyor import __version__
 
     return os.environ.get("CONVEYOR_INIT_PACKAGE") or f"conveyor=={__version__}"
@@ -966,7 +971,7 @@ def _test_setup(facts: Facts) -> str:
     return shlex.join(facts.test_setup) if facts.test_setup else ""
 
 
-def render_github(facts: Facts, needs: CiNeeds) -> str:
+def render_github(facts: Facts, needs: CiNeeds, package: str | None = None) -> str:
     def job(promote: bool) -> dict[str, str]:
         variables = needs.variables + (needs.prod_variables if promote else [])
         secrets = needs.secrets + (needs.prod_secrets if promote else [])
@@ -982,7 +987,7 @@ def render_github(facts: Facts, needs: CiNeeds) -> str:
     setup = _test_setup(facts)
     return _template("github.yml").substitute(
         app=facts.name,
-        package=_package_spec(),
+        package=_q(package or default_package_spec()),
         dev_env=dev["env"], dev_names=dev["names"],
         prod_env=prod["env"], prod_names=prod["names"],
         test_setup=setup or "true  # nothing to install for the tests",
@@ -991,11 +996,11 @@ def render_github(facts: Facts, needs: CiNeeds) -> str:
     )
 
 
-def render_gitlab(facts: Facts, needs: CiNeeds) -> str:
+def render_gitlab(facts: Facts, needs: CiNeeds, package: str | None = None) -> str:
     setup = _test_setup(facts)
     return _template("gitlab-ci.yml").substitute(
         app=facts.name,
-        package=_package_spec(),
+        package=_q(package or default_package_spec()),
         test_setup=setup or "true",
         secrets_list=_indent(_secret_doc(needs, "gitlab"), 0),
         junit=JUNIT_FILE, summary=SUMMARY_FILE,
@@ -1006,7 +1011,8 @@ def _secret_id(name: str) -> str:
     return name.lower().replace("_", "-")
 
 
-def render_cloudbuild(facts: Facts, needs: CiNeeds, promote: bool = False) -> str:
+def render_cloudbuild(facts: Facts, needs: CiNeeds, promote: bool = False,
+                      package: str | None = None) -> str:
     """cloudbuild.yaml (feature branches: dev) or cloudbuild-promote.yaml (main: dev + prod).
 
     Two files, so that the feature-branch trigger never fetches the prod secrets: give the
@@ -1037,7 +1043,7 @@ def render_cloudbuild(facts: Facts, needs: CiNeeds, promote: bool = False) -> st
     return _template("cloudbuild.yaml").substitute(
         app=facts.name,
         purpose="\n".join(purpose),
-        package=_q(_package_spec()),
+        package=_q(package or default_package_spec()),
         env_lines=_indent(env_lines, 6) if env_lines else "",
         substitutions=_indent(subs, 2),
         secret_env=_indent([f"- {s}" for s in secret_env], 6),
@@ -1106,8 +1112,8 @@ class InitResult:
     config_reused: bool = False
 
 
-def plan_files(root: Path, ci: str | None, facts: Facts,
-               existing_config: str | None = None) -> tuple[dict[Path, str], CiNeeds | None]:
+def plan_files(root: Path, ci: str | None, facts: Facts, existing_config: str | None = None,
+               package: str | None = None) -> tuple[dict[Path, str], CiNeeds | None]:
     files: dict[Path, str] = {}
     config_text = existing_config if existing_config is not None else render_config(facts)
     if existing_config is None:
@@ -1118,10 +1124,11 @@ def plan_files(root: Path, ci: str | None, facts: Facts,
             raise InitError(f"unknown CI system {ci!r}; expected one of: {', '.join(CI_SYSTEMS)}")
         needs = ci_needs(config_text)
         if ci == "cloudbuild":
-            files[root / CI_FILES[ci][0]] = render_cloudbuild(facts, needs)
-            files[root / CI_FILES[ci][1]] = render_cloudbuild(facts, needs, promote=True)
+            files[root / CI_FILES[ci][0]] = render_cloudbuild(facts, needs, package=package)
+            files[root / CI_FILES[ci][1]] = render_cloudbuild(facts, needs, promote=True,
+                                                              package=package)
         else:
-            files[root / CI_FILES[ci][0]] = RENDERERS[ci](facts, needs)
+            files[root / CI_FILES[ci][0]] = RENDERERS[ci](facts, needs, package=package)
     return files, needs
 
 
@@ -1142,7 +1149,7 @@ def write_files(files: dict[Path, str], force: bool) -> list[Path]:
 
 
 def init_project(root: Path, ci: str | None = None, force: bool = False,
-                 ci_only: bool = False) -> InitResult:
+                 ci_only: bool = False, package: str | None = None) -> InitResult:
     """Inspect `root` and write conveyor.toml and (with `ci`) the CI file.
 
     `ci_only`: keep an existing conveyor.toml and derive the CI file from it.
@@ -1162,6 +1169,8 @@ def init_project(root: Path, ci: str | None = None, force: bool = False,
                             hint="run `conveyor init` without --ci-only to write it") from None
         except tomllib.TOMLDecodeError as exc:
             raise InitError(f"{cfg}: not valid TOML: {exc}") from None
-    files, needs = plan_files(root, ci, facts, existing)
+    if package is not None and (not package.strip() or "\n" in package):
+        raise InitError(f"--package {package!r}: expected one pip requirement")
+    files, needs = plan_files(root, ci, facts, existing, package=package)
     written = write_files(files, force)
     return InitResult(facts, written, needs, config_reused=existing is not None)

@@ -148,6 +148,18 @@ def test_ci_files_validate_against_their_schemas(notes: Path, system: str) -> No
     assert v.returncode == 0, v.stdout + v.stderr
 
 
+@pytest.mark.parametrize("system", initgen.CI_SYSTEMS)
+def test_package_option_reaches_the_ci_file(notes: Path, system: str) -> None:
+    spec = 'conveyor @ git+https://git.example.invalid/ops/conveyor@v0.1.0 ; python_version>="3.11"'
+    r = conveyor("init", "-C", str(notes), "--ci", system, "--package", spec)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for f in initgen.CI_FILES[system]:
+        path = notes / f
+        assert validate(system, path).returncode == 0
+        text = json.dumps(yaml_load(path))
+        assert json.dumps(spec)[1:-1] in text, f
+
+
 BREAKAGES = {
     # a key that the schema does not know, in a place where it forbids unknown keys
     "github": ("    runs-on: ubuntu-latest\n", "    runs_on: ubuntu-latest\n"),

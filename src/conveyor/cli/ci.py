@@ -24,6 +24,10 @@ def init(
     ci_only: Annotated[bool, typer.Option(
         "--ci-only", help="Keep the existing conveyor.toml; write only the CI file, derived "
         "from it.")] = False,
+    package: Annotated[Optional[str], typer.Option(
+        "--package", help="How the CI job installs conveyor (a pip requirement: wheel URL, "
+        "git+https://...@TAG, or a name on your index). Default: conveyor==<this version>.",
+        show_default=False)] = None,
 ) -> None:
     """Write a commented conveyor.toml (from the Dockerfile, compose file and migrations found
     here) and, with --ci, the CI pipeline file. Never overwrites a file without --force."""
@@ -33,7 +37,7 @@ def init(
 
     if ci is not None and ci not in CI_SYSTEMS:
         raise InitError(f"--ci {ci!r}: expected one of {', '.join(CI_SYSTEMS)}")
-    result = init_project(project_dir, ci=ci, force=force, ci_only=ci_only)
+    result = init_project(project_dir, ci=ci, force=force, ci_only=ci_only, package=package)
     console = Console(highlight=False)
     root = result.facts.root
     for path in result.written:
