@@ -199,107 +199,116 @@ def _revision(cfg, ci: CiEnv):
 
 def run_ci(cfg, ci: CiEnv, opts: CiOptions, emit: Callable[[dict[str, Any]], None],
            *, redactor: Redactor | None = None) -> CiReport:
-    """Run the job's stages; never raises for a failing stage (see CiReport.exit_code)."""
-    from conveyor.pipeline import execute
-    from conveyor.stages import remote as rs
-    from conveyor.stages import remote_build as rb
+    """Run the job's stages; never raises for a failing stage (see CiReport.exit_code).
 
+    Refusals (`check_can_run`) raise before anything runs.
+    """
     check_can_run(cfg, ci, opts)
     report = CiReport(ci=ci, app=cfg.app.name, dev_env=opts.dev_env, prod_env=opts.prod_env,
                       promote=opts.promote, stages=[StageReport(n) for n in stage_names(opts)])
     red = redactor or Redactor()
-
-    def announce(name: str) -> None:
-        emit({"event": "message", "text": f"── {name}"})
-
-    def stage_of(name: str) -> StageReport:
-        return report.stage(name)
-
+    state: dict[str, Any] = {}
+    stages: list[tuple[str, Callable[[StageReport], None]]] = [
+        ("build", lambda st: _build(cfg, ci, report, st, emit, state)),
+        ("push", lambda st: _push(cfg, report, st, emit, state)),
+    ]
+    if opts.setup:
+        stages.append((f"setup {opts.dev_env}", lambda st: _setup(report, st, emit, state)))
+    stages.append((f"deploy {opts.dev_env}", lambda st: _deploy(cfg, opts, report, st, emit,
+                                                                state)))
+    if opts.promote:
+        stages.append((f"promote {opts.prod_env}",
+                       lambda st: _promote(cfg, opts, st, emit, state)))
     try:
-        # build
-        st = stage_of("build")
-        announce(st.name)
-        t0 = time.monotonic()
-        try:
-            rev = _revision(cfg, ci)
-            report.revision = rev.label
-            if rev.dirty:
-                report.warnings.append("the work tree has uncommitted changes: the image is "
-                                       f"tagged {rev.tag}")
-            plan, ref = rb.build_plan(cfg, revision=rev)
-            _from_plan(st, execute(plan, emit, raise_on_failure=False))
-            st.detail = ref + (f" ({st.detail})" if st.detail and ref not in st.detail else "")
-        except ConveyorError as exc:
-            st.duration = time.monotonic() - t0
-            _fail(st, exc)
-        if not st.ok:
-            return report
-
-        # push
-        st = stage_of("push")
-        announce(st.name)
-        result = execute(rb.push_plan(cfg, ref), emit, raise_on_failure=False)
-        _from_plan(st, result)
-        if not st.ok:
-            return report
-        pushed = result.values["pushed"]
-        image = rs.ImageRef(pushed["repository"], pushed["digest"], pushed.get("commit"),
-                            pushed.get("tag"))
-        report.image = image.ref
-        st.detail = image.ref
-
-        remote = rs.Remote(cfg, opts.dev_env)
-        report.dev_url = remote.url
-        try:
-            # setup (idempotent)
-            if opts.setup:
-                st = stage_of(f"setup {opts.dev_env}")
-                announce(st.name)
-                _from_plan(st, execute(rs.setup_plan(remote), emit, raise_on_failure=False))
-                if not st.ok:
-                    return report
-
-            # deploy (+ test)
-            st = stage_of(f"deploy {opts.dev_env}")
-            test_st = stage_of("test")
-            announce(st.name)
-            with tempfile.TemporaryDirectory(prefix="conveyor-ci-") as tmp:
-                test_junit = Path(tmp) / "tests.xml"
-                dopts = rs.DeployOptions(project_dir=cfg.root_dir, wait=True,
-                                         wait_timeout=opts.wait_timeout, run_tests=True,
-                                         junit=test_junit)
-                dep = rs.deploy_plans(remote, image, dopts)
-                report.deployment_id = dep.record.id
-                result = rs.run_deployment(dep, emit)
-                _deploy_stages(report, st, test_st, result, dep, remote)
-                if test_junit.exists():
-                    _read_test_junit(report, test_junit)
-            for fin in dep.values.get("finalize_results", []):
-                if not fin.ok:
-                    report.warnings.append(f"{fin.plan}: {fin.error}")
-        finally:
-            remote.close()
-            _merge(red, remote)
-        if not report.stage("test").ok:
-            return report
-
-        # promote
-        if opts.promote:
-            st = stage_of(f"promote {opts.prod_env}")
-            announce(st.name)
+        for name, run in stages:
+            st = report.stage(name)
+            emit({"event": "message", "text": f"── {name}"})
             t0 = time.monotonic()
             try:
-                promote_fn = _promote_function()
-                promote_fn(cfg, opts.prod_env, image, emit=emit, stage=st)
-                if st.status == "not run":
-                    st.status = "ok"
-            except ConveyorError as exc:
+                run(st)
+            except ConveyorError as exc:  # a stage that broke outside its plan's steps
                 _fail(st, exc)
-            st.duration = st.duration or (time.monotonic() - t0)
+            if not st.duration:
+                st.duration = time.monotonic() - t0
+            if st.status == "not run":
+                st.status = "ok"
+            if report.failed_stage is not None:
+                break
         return report
     finally:
+        remote = state.get("remote")
+        if remote is not None:
+            remote.close()
+            _merge(red, remote)
         report.finished_at = time.time()
         _redact_report(report, red)
+
+
+def _build(cfg, ci: CiEnv, report: CiReport, st: StageReport, emit, state: dict) -> None:
+    from conveyor.pipeline import execute
+    from conveyor.stages import remote_build as rb
+
+    rev = _revision(cfg, ci)
+    report.revision = rev.label
+    if rev.dirty:
+        report.warnings.append(f"the work tree has uncommitted changes: the image is tagged "
+                               f"{rev.tag}")
+    plan, ref = rb.build_plan(cfg, revision=rev)
+    _from_plan(st, execute(plan, emit, raise_on_failure=False))
+    st.detail = ref + (f" ({st.detail})" if st.detail and ref not in st.detail else "")
+    state["ref"] = ref
+
+
+def _push(cfg, report: CiReport, st: StageReport, emit, state: dict) -> None:
+    from conveyor.pipeline import execute
+    from conveyor.stages import remote as rs
+    from conveyor.stages import remote_build as rb
+
+    result = execute(rb.push_plan(cfg, state["ref"]), emit, raise_on_failure=False)
+    _from_plan(st, result)
+    if not st.ok:
+        return
+    pushed = result.values["pushed"]
+    image = rs.ImageRef(pushed["repository"], pushed["digest"], pushed.get("commit"),
+                        pushed.get("tag"))
+    report.image = st.detail = image.ref
+    state["image"] = image
+    state["remote"] = remote = rs.Remote(cfg, report.dev_env)
+    report.dev_url = remote.url
+
+
+def _setup(report: CiReport, st: StageReport, emit, state: dict) -> None:
+    from conveyor.pipeline import execute
+    from conveyor.stages import remote as rs
+
+    _from_plan(st, execute(rs.setup_plan(state["remote"]), emit, raise_on_failure=False))
+
+
+def _deploy(cfg, opts: CiOptions, report: CiReport, st: StageReport, emit, state: dict) -> None:
+    """The dev deployment; its test step is reported as the stage `test`."""
+    from conveyor.stages import remote as rs
+
+    remote, image = state["remote"], state["image"]
+    test_st = report.stage("test")
+    with tempfile.TemporaryDirectory(prefix="conveyor-ci-") as tmp:
+        test_junit = Path(tmp) / "tests.xml"
+        dopts = rs.DeployOptions(project_dir=cfg.root_dir, wait=True,
+                                 wait_timeout=opts.wait_timeout, run_tests=True,
+                                 junit=test_junit)
+        dep = rs.deploy_plans(remote, image, dopts)
+        report.deployment_id = dep.record.id
+        result = rs.run_deployment(dep, emit)
+        _deploy_stages(report, st, test_st, result, dep, remote)
+        if test_junit.exists():
+            _read_test_junit(report, test_junit)
+    for fin in dep.values.get("finalize_results", []):
+        if not fin.ok:
+            report.warnings.append(f"{fin.plan}: {fin.error}")
+
+
+def _promote(cfg, opts: CiOptions, st: StageReport, emit, state: dict) -> None:
+    promote_fn = _promote_function()
+    promote_fn(cfg, opts.prod_env, state["image"], emit=emit, stage=st)
 
 
 def _merge(red: Redactor, remote) -> None:
@@ -486,6 +495,8 @@ def junit_xml(report: CiReport) -> bytes:
                 st = "ok" if step["status"] == "ok" else (
                     "failed" if step["status"] in ("failed", "undo-failed") else step["status"])
                 err = step.get("error")
+                if st == "undone":
+                    err = "done, then undone because a later step failed"
                 cases.append((f"{s.name}: {step['name']}", st, step["duration"], err, None,
                               s.output if st == "failed" else []))
             if s.status == "not run" or (s.status == "failed" and not any(
@@ -512,6 +523,8 @@ def junit_xml(report: CiReport) -> bytes:
                                message=(error or "failed").strip().splitlines()[0][:500])
             el.text = "\n".join(x for x in [error, f"hint: {hint}" if hint else None,
                                             "\n".join(output)] if x)
+        elif status == "undone":
+            ET.SubElement(case, "skipped", message=error or "undone")
         elif status != "ok":
             ET.SubElement(case, "skipped", message=f"{status}: an earlier stage failed")
     for s in report.test_suites:

@@ -104,6 +104,7 @@ def run_ci(repo: Path, bed: dict, app: dict, *args: str, extra_env: dict | None 
     env.update(bed)
     env["NOTES_DEV_DB_PASSWORD"] = app["password"]
     env.update(extra_env or {})
+    env = {k: v for k, v in env.items() if v is not None}
     uv = shutil.which("uv")
     assert uv, "uv is not on PATH"
     return subprocess.run([uv, "run", "--project", str(ROOT), "conveyor", "ci", "-C", str(repo),
@@ -258,3 +259,15 @@ def test_a_failing_migration_fails_at_deploy_and_the_app_keeps_serving(repo, bed
     assert cases["test"].find("skipped") is not None
     # the app was not touched
     assert dev_container(app)["Config"]["Labels"]["conveyor.image"] == serving
+
+
+def test_a_missing_secret_fails_the_job_naming_it(repo, bed, app, tmp_path):
+    summary, junit = tmp_path / "summary.md", tmp_path / "junit.xml"
+    r = run_ci(repo, bed, app, "--summary", str(summary), "--junit", str(junit),
+               extra_env={"NOTES_DEV_DB_PASSWORD": None})
+    assert r.returncode != 0, r.stdout[-3000:]
+    text = summary.read_text()
+    assert text.startswith(f"## ❌ conveyor ci: {app['name']} failed at stage **setup dev**")
+    assert "NOTES_DEV_DB_PASSWORD" in text and "not set" in text
+    assert re.search(r"\| deploy dev \| ⏭️ not run \|", text)
+    assert junit_cases(junit)["conveyor"]["setup dev"].find("failure") is not None
