@@ -144,8 +144,8 @@ class DeploymentRecord:
         d.pop("steps")
         if d.get("tests"):
             d["tests"] = {k: v for k, v in d["tests"].items() if k != "cases"}
-        d["steps"] = [{"name": s["name"], "status": s["status"], "duration": s["duration"]}
-                      for s in self.steps]
+        d["steps"] = [{"name": s["name"], "status": s["status"], "duration": s["duration"],
+                       "lines": len(s.get("output") or [])} for s in self.steps]
         return d
 
 

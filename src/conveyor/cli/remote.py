@@ -218,6 +218,8 @@ def deploy(
             if rec["result"] == "ok" else
             f"[bold red]{rec['result']}[/bold red]: {env} deployment {rec['id']}")
     r.result({"deployment": rec} if as_json else {}, line)
+    if isinstance(result.error, KeyboardInterrupt):
+        raise typer.Abort()  # recorded and unlocked above; exit 130
     if result.error is not None:
         raise result.error
     if rec["result"] == "tests-failed":
@@ -260,17 +262,15 @@ def history(
     if as_json:
         typer.echo(json.dumps(entries, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{cfg.app.name} {env} deployments ({remote.host})")
-    for col in ("id", "kind", "result", "who", "revision", "image", "duration", "migrations"):
-        table.add_column(col)
-    for row in history_table(entries):
-        table.add_row(*row)
-    Console(highlight=False).print(table)
     if not entries:
-        typer.echo("no deployments recorded yet")
+        typer.echo(f"{env}: no deployments recorded yet ({remote.host})")
+        return
+    typer.echo(f"{cfg.app.name} {env} deployments on {remote.host}, oldest first:")
+    header = ["ID", "KIND", "RESULT", "WHO", "REVISION", "IMAGE", "DURATION", "MIGRATIONS"]
+    rows = [header] + history_table(entries)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    for r in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
 
 
 def _print_record(rec: dict[str, Any]) -> None:

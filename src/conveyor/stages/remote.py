@@ -536,7 +536,8 @@ def pull_step(remote: Remote, image: ImageRef) -> Step:
             _image_labels(ctx, image, present)
             ctx.note(f"already present: {image.ref}")
             return
-        r = _run(remote, ctx, pull_argv(image), timeout=1800, stream=True)
+        r = _run(remote, ctx, pull_argv(image), timeout=1800,
+                 stream=lambda line: None if line.startswith("{") else ctx.log(line))
         labels_line = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "null"
         try:
             labels = json.loads(labels_line) or {}
@@ -1236,8 +1237,10 @@ def gather_status(remote: Remote, *, migrations: bool = True) -> dict[str, Any]:
 
 def last_migrate_output(remote: Remote) -> tuple[dict[str, Any] | None, list[str]]:
     """The kept output of the newest recorded deployment that ran a migrate step."""
-    for entry in reversed(read_history(remote, 50)):
-        if any(s.get("name") == "migrate" for s in entry.get("steps", [])):
+    for entry in reversed(read_history(remote, 200)):
+        # the newest deployment whose migrate step has output (it ran the container, or failed)
+        if any(s.get("name") == "migrate" and (s.get("lines") or s.get("status") != "ok")
+               for s in entry.get("steps", [])):
             rec = read_record(remote, entry["id"])
             step = next(s for s in rec["steps"] if s["name"] == "migrate")
             lines = list(step.get("output") or [])
