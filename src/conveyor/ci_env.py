@@ -2,12 +2,16 @@
 
 Read from the CI system's usual environment, plain git otherwise:
 
-| system | detected by | branch | commit | run URL | default branch |
-|---|---|---|---|---|---|
-| GitHub Actions | GITHUB_ACTIONS=true | GITHUB_HEAD_REF (pull requests) or GITHUB_REF_NAME | GITHUB_SHA | GITHUB_SERVER_URL/GITHUB_REPOSITORY/actions/runs/GITHUB_RUN_ID | the event payload (GITHUB_EVENT_PATH) |
-| GitLab CI | GITLAB_CI=true | CI_COMMIT_REF_NAME (not for tags) | CI_COMMIT_SHA | CI_PIPELINE_URL | CI_DEFAULT_BRANCH |
-| Cloud Build | CONVEYOR_CI=cloudbuild, or BUILD_ID with PROJECT_ID | BRANCH_NAME | COMMIT_SHA | console URL from PROJECT_ID, LOCATION, BUILD_ID | CONVEYOR_DEFAULT_BRANCH |
-| none | - | git rev-parse --abbrev-ref HEAD | git rev-parse HEAD | - | origin/HEAD, else main/master |
+* GitHub Actions (GITHUB_ACTIONS=true): branch GITHUB_HEAD_REF (pull requests) or
+  GITHUB_REF_NAME (not for tags), commit GITHUB_SHA, run URL
+  GITHUB_SERVER_URL/GITHUB_REPOSITORY/actions/runs/GITHUB_RUN_ID, default branch from the event
+  payload (GITHUB_EVENT_PATH), job summary GITHUB_STEP_SUMMARY;
+* GitLab CI (GITLAB_CI=true): branch CI_COMMIT_BRANCH / CI_COMMIT_REF_NAME (not for tags),
+  commit CI_COMMIT_SHA, run URL CI_PIPELINE_URL, default branch CI_DEFAULT_BRANCH;
+* Cloud Build (CONVEYOR_CI=cloudbuild, or BUILD_ID with PROJECT_ID and no JENKINS_URL): branch
+  BRANCH_NAME, commit COMMIT_SHA, run URL the console's, from PROJECT_ID, LOCATION, BUILD_ID;
+* anywhere else: git (branch of HEAD, its commit, origin/HEAD or else main/master as the
+  default branch).
 
 Cloud Build sets no environment of its own: its substitutions are passed as `env` by the
 generated cloudbuild.yaml. `CONVEYOR_DEFAULT_BRANCH` overrides the default branch everywhere.

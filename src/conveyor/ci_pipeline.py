@@ -568,5 +568,5 @@ def write_reports(report: CiReport, *, junit: Path | None, summary: Path | None,
     return written
 
 
-__all__ = ["CiFailed", "CiOptions", "CiReport", "CiRefused", "StageReport", "check_can_run", "junit_xml",
-           "markdown", "run_ci", "stage_names", "write_reports"]
+__all__ = ["CiFailed", "CiOptions", "CiReport", "CiRefused", "StageReport", "check_can_run",
+           "junit_xml", "markdown", "run_ci", "stage_names", "write_reports"]

@@ -771,7 +771,8 @@ def render_config(facts: Facts) -> str:
     add(f"container_dir = {_q(container_dir)}",
         "found: the Dockerfile's COPY" if facts.migrations_container_dir else
         "guess: where the image holds the migrations")
-    add("command = []", "[] = conveyor's built-in engine; or e.g. [\"diesel\", \"migration\", \"run\"]")
+    add("command = []",
+        "[] = conveyor's built-in engine; or e.g. [\"diesel\", \"migration\", \"run\"]")
     add("lock_timeout = 60")
     add("")
     add("[registry]")
@@ -797,7 +798,8 @@ def render_config(facts: Facts) -> str:
     add(f"port = {host_port}", None if facts.app_host_port else "guess: the app's published port")
     raw = facts.app_host_port_raw
     if raw and compose_variables(raw):
-        add(f"url = {_q('http://' + (facts.app_host_ip or '127.0.0.1') + ':' + to_conveyor_interpolation(raw))}")
+        url = f"http://{facts.app_host_ip or '127.0.0.1'}:{to_conveyor_interpolation(raw)}"
+        add(f"url = {_q(url)}")
     if facts.test_command:
         add(f"test_command = {_arr(facts.test_command)}")
     else:
@@ -811,13 +813,16 @@ def render_config(facts: Facts) -> str:
         add(f"name = {_q(db.name)}")
         add(f"user = {_q(db.user)}")
         if db.password_var and db.password_default:
-            add(f"# the default below is the one {facts.compose_file} declares for local development")
-            add(f"password = {{ env = {_q(db.password_var)}, default = {_q(db.password_default)} }}")
+            add(f"# the default below is the one {facts.compose_file} declares for local "
+                "development")
+            add(f"password = {{ env = {_q(db.password_var)}, "
+                f"default = {_q(db.password_default)} }}")
         elif db.password_var:
             add(f"password = {{ env = {_q(db.password_var)} }}")
         else:
             if db.password_literal:
-                add(f"# {facts.compose_file} sets a literal POSTGRES_PASSWORD; it is not copied here:")
+                add(f"# {facts.compose_file} sets a literal POSTGRES_PASSWORD; it is not copied "
+                    "here:")
                 add(f"# export {P}_DB_PASSWORD with that value (or make the compose file read it)")
             add(f"password = {{ env = {_q(P + '_DB_PASSWORD')} }}")
         add(f"host = {_q(db.host_ip)}")
@@ -841,12 +846,14 @@ def render_config(facts: Facts) -> str:
     for env in ("dev", "prod"):
         E = env.upper()
         add(f"[environments.{env}]")
-        add(f"# The {env} VM, reached over SSH; the host key is always verified against known_hosts.")
+        add(f"# The {env} VM, reached over SSH; the host key is always verified against "
+            "known_hosts.")
         add(f"host = \"${{CONVEYOR_{E}_HOST:-deploy@{env}.example.internal:22}}\"",
             "user@host[:port]")
         add("known_hosts = \"${CONVEYOR_KNOWN_HOSTS:-~/.ssh/known_hosts}\"")
         add("ssh_key = \"${CONVEYOR_SSH_KEY:-~/.ssh/id_ed25519}\"")
-        add(f"address = \"${{CONVEYOR_{E}_ADDRESS:-127.0.0.1}}\"", "the VM address the app is published on")
+        add(f"address = \"${{CONVEYOR_{E}_ADDRESS:-127.0.0.1}}\"",
+            "the VM address the app is published on")
         add(f"port = {8080}")
         if env == "dev":
             if facts.test_command:
@@ -1033,10 +1040,10 @@ def render_cloudbuild(facts: Facts, needs: CiNeeds, promote: bool = False,
     names = [n for n, _ in variables] + secrets
     setup = _test_setup(facts)
     if promote:
-        purpose = ["# For the trigger on the default branch (main), with \"Require approval\" on",
-                   "# the trigger and its own service account: the only one that may read the prod",
-                   "# secrets. After dev, `conveyor ci --promote` promotes the image digest that just",
-                   "# passed dev to prod."]
+        purpose = ["# For the trigger on the default branch (main), with \"Require approval\" "
+                   "on", "# the trigger and its own service account: the only one that may read "
+                   "the prod", "# secrets. After dev, `conveyor ci --promote` promotes the image "
+                   "digest that just", "# passed dev to prod."]
     else:
         purpose = ["# For the trigger on every branch except the default one (branch regex such as",
                    "# ^main$ with \"invert regex\"). Its service account needs no prod secrets."]
@@ -1061,7 +1068,8 @@ def _secret_doc(needs: CiNeeds, system: str, promote: bool = True) -> list[str]:
     """The header comment that lists what to create in the CI system."""
     out = []
     if system == "github":
-        out.append("#   secrets (Settings > Secrets and variables > Actions; put the prod-only ones in")
+        out.append("#   secrets (Settings > Secrets and variables > Actions; put the prod-only "
+                   "ones in")
         out.append("#   the `production` environment, so that only the promote job can read them):")
         out.append("#     CONVEYOR_SSH_KEY          the deploy user's private SSH key")
         out.append("#     CONVEYOR_KNOWN_HOSTS      known_hosts lines of the VMs (ssh-keyscan, "
@@ -1073,7 +1081,8 @@ def _secret_doc(needs: CiNeeds, system: str, promote: bool = True) -> list[str]:
         for n, d in needs.variables + needs.prod_variables:
             out.append(f"#     {n}" + (f"   (default {d})" if d else ""))
     elif system == "gitlab":
-        out.append("#   Settings > CI/CD > Variables; mark them Masked, and Protected for prod-only")
+        out.append("#   Settings > CI/CD > Variables; mark them Masked, and Protected for "
+                   "prod-only")
         out.append("#   ones (protected variables reach only protected branches such as main):")
         out.append("#     CONVEYOR_SSH_KEY          type File: the deploy user's private SSH key")
         out.append("#     CONVEYOR_KNOWN_HOSTS      type File: known_hosts lines of the VMs")

@@ -145,7 +145,8 @@ def test_ci_on_a_feature_branch_builds_pushes_deploys_tests_and_reports(repo, be
     step_summary = tmp_path / "github_step_summary.md"
     step_summary.write_text("earlier step\n")
     gh = {"GITHUB_ACTIONS": "true", "CI": "true", "GITHUB_REF_NAME": "feature/ci-e2e",
-          "GITHUB_REF_TYPE": "branch", "GITHUB_SHA": head, "GITHUB_SERVER_URL": "https://github.com",
+          "GITHUB_REF_TYPE": "branch", "GITHUB_SHA": head,
+          "GITHUB_SERVER_URL": "https://github.com",
           "GITHUB_REPOSITORY": "acme/notes", "GITHUB_RUN_ID": "4242",
           "GITHUB_STEP_SUMMARY": str(step_summary), "GITHUB_ACTOR": "ci-e2e"}
     junit, summary = tmp_path / "reports" / "junit.xml", tmp_path / "reports" / "summary.md"
@@ -183,7 +184,8 @@ def test_ci_on_a_feature_branch_builds_pushes_deploys_tests_and_reports(repo, be
     # the summary, in the file and appended to the job summary
     text = summary.read_text()
     assert text.startswith(f"## ✅ conveyor ci: {app['name']} passed")
-    assert "`feature/ci-e2e` on GitHub Actions ([run](https://github.com/acme/notes/actions/runs/4242))" in text
+    assert ("`feature/ci-e2e` on GitHub Actions "
+            "([run](https://github.com/acme/notes/actions/runs/4242))") in text
     assert image in text and "tests | passed" in text
     assert "2026-11-01-000001_create_notes" in text  # first deploy: all migrations applied
     assert step_summary.read_text() == "earlier step\n" + text

@@ -73,7 +73,8 @@ def test_github_actions_push(repo: Path, tmp_path: Path) -> None:
     event = tmp_path / "event.json"
     event.write_text(json.dumps({"repository": {"default_branch": "main"}}))
     env = {"GITHUB_ACTIONS": "true", "CI": "true", "GITHUB_REF_NAME": "feature/x",
-           "GITHUB_REF_TYPE": "branch", "GITHUB_SHA": SHA, "GITHUB_SERVER_URL": "https://github.com",
+           "GITHUB_REF_TYPE": "branch", "GITHUB_SHA": SHA,
+           "GITHUB_SERVER_URL": "https://github.com",
            "GITHUB_REPOSITORY": "acme/notes", "GITHUB_RUN_ID": "42", "GITHUB_RUN_ATTEMPT": "1",
            "GITHUB_STEP_SUMMARY": "/tmp/summary", "GITHUB_EVENT_PATH": str(event),
            "GITHUB_ACTOR": "octocat", "GITHUB_HEAD_REF": ""}

@@ -198,7 +198,8 @@ def test_github_workflow_shape(notes: Path) -> None:
     assert "conveyor ci --promote --junit" in runs(prod)
     assert "--promote" not in runs(dev)
     for job in (dev, prod):
-        upload = [s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact")]
+        upload = [s for s in job["steps"]
+                  if s.get("uses", "").startswith("actions/upload-artifact")]
         assert upload and upload[0]["if"] == "always()"
         assert "conveyor-junit.xml" in upload[0]["with"]["path"]
         assert "conveyor-summary.md" in upload[0]["with"]["path"]

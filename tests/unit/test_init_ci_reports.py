@@ -63,7 +63,8 @@ def test_failed_migration_names_the_stage_and_step_and_skips_the_rest() -> None:
     _ok(r.stages[0]), _ok(r.stages[1]), _ok(r.stages[2])
     dep = r.stage("deploy dev")
     dep.status, dep.exit_code = "failed", 6
-    dep.error = "migration failed on dev: 2026-12-01-000001_broken: syntax error at or near \"TABL\""
+    dep.error = ("migration failed on dev: 2026-12-01-000001_broken: syntax error at or near "
+                 "\"TABL\"")
     dep.hint = "the app was not touched: the previous version keeps serving"
     dep.output = ["applying 2026-12-01-000001_broken ...", "ERROR: syntax error"]
     dep.steps = [{"name": "lock", "status": "ok", "duration": 0.2, "error": None},
