@@ -204,6 +204,10 @@ class Lines:
         return rc, self.seen, self.proc.stderr.read() if self.proc.stderr else ""
 
 
+def results_of(dev: "Env") -> dict[str, str]:
+    return {e["id"]: e["result"] for e in json.loads(dev.ok("history", "dev", "--json").stdout)}
+
+
 def events(lines: list[str]) -> list[dict]:
     out = []
     for line in lines:
@@ -425,6 +429,33 @@ def test_a_vm_whose_host_key_does_not_match_is_refused(dev, tmp_path):
     assert p.returncode != 0 and "without confirmation" in p.stderr
 
 
+# --------------------------------------------------------------------------- a failing app
+
+
+def test_a_failing_health_check_puts_the_previous_app_back(dev):
+    """An image whose app exits at start: the deploy fails at the health check (early: the
+    container restarts), the previous container serves again, the failed one is kept."""
+    serving_image = dev.app_label("conveyor.image")
+    dockerfile = dev.dir / "Dockerfile"
+    text = dockerfile.read_text()
+    cmd = re.search(r"(?m)^CMD \[.*\]$", text).group(0)
+    dockerfile.write_text(text.replace(cmd, 'CMD ["python", "-c", "raise SystemExit(3)"]'))
+    dev.git("commit", "-q", "-am", "an app that does not start")
+    try:
+        dev.build_and_push()
+        p = dev.run("deploy", "dev", "--no-tests")
+    finally:
+        dev.git("revert", "--no-edit", "HEAD")
+    assert p.returncode == 7, p.stdout + p.stderr
+    assert "did not answer 200" in p.stderr and "restarted" in p.stderr
+    assert "undo replace: undone" in p.stdout
+    assert dev.app_label("conveyor.image") == serving_image
+    assert dev.vm("inspect", "--format", "{{.State.Status}}",
+                  f"{APP}-dev-app-failed").stdout.strip() == "exited"
+    serves(dev)
+    dev.deployments["unhealthy"] = re.search(r"deployment (\S+)", p.stdout).group(1)
+
+
 # --------------------------------------------------------------------------- a broken migration
 
 
@@ -454,7 +485,7 @@ def test_a_failing_migration_stops_the_deploy_before_the_app_is_touched(dev):
 
 def test_status_logs_and_history_show_what_happened(dev):
     st = json.loads(dev.ok("status", "dev", "--json").stdout)["dev"]
-    serving = dev.images[-2]  # the broken image never ran
+    serving = dev.images[-3]  # neither the unhealthy nor the broken image kept running
     assert st["app"]["state"] == "running" and st["app"]["image"] == serving
     assert st["app"]["digest"] == serving.split("@")[1]
     assert st["app"]["deployment"] == dev.deployments["carol"]
@@ -465,6 +496,7 @@ def test_status_logs_and_history_show_what_happened(dev):
     assert m["ok"] and len(m["applied"]) == len(ORIGINAL) + 2 and m["pending"] == []
     assert m["drift"] == []
     assert st["last_deployment"]["id"] == dev.deployments["broken"]
+    assert results_of(dev)[dev.deployments["unhealthy"]] == "failed"
     assert st["last_deployment"]["result"] == "failed"
     human = dev.ok("status", "dev").stdout
     assert "running" in human and "pending: none" in human
