@@ -1008,7 +1008,7 @@ def render_gitlab(facts: Facts, needs: CiNeeds, package: str | None = None) -> s
     return _template("gitlab-ci.yml").substitute(
         app=facts.name,
         package=_q(package or default_package_spec()),
-        test_setup=setup or "true",
+        test_setup=_q(setup or "true"),
         secrets_list=_indent(_secret_doc(needs, "gitlab"), 0),
         junit=JUNIT_FILE, summary=SUMMARY_FILE,
     )
