@@ -442,15 +442,22 @@ class Migrator:
 
     def _lock_and_setup(self, conn: pq.Connection) -> _Session:
         """Take the advisory lock, then create both tables if needed and read the applied
-        rows, all in one query."""
-        timeout_ms = max(1, int(self.lock_timeout * 1000))
+        rows, all in one query when the lock is free.
+
+        The lock is *polled* with ``pg_try_advisory_lock`` rather than waited for with
+        ``pg_advisory_lock``: a session blocked in ``pg_advisory_lock`` holds a snapshot, and
+        the holder's ``CREATE INDEX CONCURRENTLY`` waits for every older snapshot to go away,
+        which would deadlock the two runners. Between attempts the waiting session is idle.
+        """
         where = ("FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
                  " ON n.oid = c.relnamespace WHERE c.oid = pg_catalog.to_regclass")
         sql = (
             SESSION_SETUP
-            + f"SET lock_timeout = '{timeout_ms}ms';\n"
-            + f"SELECT pg_catalog.pg_advisory_lock({LOCK_KEY});\n"
-            + "RESET lock_timeout;\n"
+            + "DO $conveyor$ BEGIN\n"
+            f"  IF NOT pg_catalog.pg_try_advisory_lock({LOCK_KEY}) THEN\n"
+            "    RAISE EXCEPTION USING ERRCODE = '55P03', MESSAGE = 'conveyor: migration lock busy';\n"
+            "  END IF;\n"
+            "END $conveyor$;\n"
             + DIESEL_CREATE_TABLE
             + CONVEYOR_CREATE_TABLE
             + "SELECT pg_catalog.current_setting('search_path'),"
@@ -458,12 +465,22 @@ class Migrator:
             f" (SELECT pg_catalog.quote_ident(n.nspname) {where}('__conveyor_migrations'));\n"
             + _read_sql(conveyor_table=True)
         )
-        try:
-            results = self._exec(conn, sql)
-        except pq.PgError as exc:
-            if exc.sqlstate == "55P03":  # lock_not_available: lock_timeout expired
-                raise LockTimeout(LOCK_KEY, self.lock_timeout, self._lock_holders(conn)) from None
-            raise _setup_error(exc) from None
+        deadline = time.monotonic() + max(0.0, self.lock_timeout)
+        pause = 0.01
+        while True:
+            try:
+                results = self._exec(conn, sql)
+                break
+            except pq.PgError as exc:
+                if exc.sqlstate != "55P03":
+                    raise _setup_error(exc) from None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LockTimeout(LOCK_KEY, self.lock_timeout, self._lock_holders(conn))
+            if pause >= 0.05:
+                self._emit("waiting_for_lock", key=LOCK_KEY, remaining=remaining)
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, 0.25)
         tuples = [r for r in results if r.status == pq.TUPLES_OK]
         search_path, diesel_schema, conveyor_schema = tuples[-2].rows[0]
         return _Session(conn, _parse_rows(tuples[-1].rows[0][0]), search_path,
