@@ -17,7 +17,7 @@ taken over is a local-development default password that the compose file itself 
 
 The CI files are `string.Template` files in `conveyor/templates` with `@@{name}` placeholders
 (`$` and `${{ }}` belong to the shells and CI systems). No YAML library is needed at runtime: the
-compose file is read with a small parser of the YAML subset compose files use.
+compose file is read with PyYAML's safe loader.
 """
 
 from __future__ import annotations
@@ -64,204 +64,34 @@ class FileExistsRefused(InitError):
         )
 
 
-# --------------------------------------------------------------------------- YAML subset
+# --------------------------------------------------------------------------- YAML
 
 
 class YamlSubsetError(ValueError):
     pass
 
 
-def _strip_comment(line: str) -> str:
-    quote = None
-    for i, ch in enumerate(line):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            if i == 0 or line[i - 1] in " \t:-[{,":
-                quote = ch
-        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
-            return line[:i].rstrip()
-    return line.rstrip()
-
-
-def _split_flow(text: str) -> list[str]:
-    parts, depth, quote, cur = [], 0, None, ""
-    for ch in text:
-        if quote:
-            cur += ch
-            if ch == quote:
-                quote = None
-            continue
-        if ch in "'\"":
-            quote = ch
-        elif ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append(cur.strip())
-            cur = ""
-            continue
-        cur += ch
-    if cur.strip():
-        parts.append(cur.strip())
-    return parts
-
-
-def _key_split(content: str) -> tuple[str, str] | None:
-    """`key: value` -> (key, value); None when the line is not a mapping entry."""
-    quote = None
-    depth = 0
-    for i, ch in enumerate(content):
-        if quote:
-            if ch == quote:
-                quote = None
-            continue
-        if ch in "'\"" and i == 0:
-            quote = ch
-        elif ch in "[{":
-            if i == 0:
-                return None
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-        elif ch == ":" and depth == 0 and (i + 1 == len(content) or content[i + 1] in " \t"):
-            return _scalar(content[:i].strip()) or "", content[i + 1:].strip()
-    return None
-
-
-def _scalar(text: str) -> Any:
-    text = text.strip()
-    if text.startswith("&"):  # an anchor: keep the value
-        text = text.split(None, 1)[1] if " " in text else ""
-    if text in ("", "~", "null", "Null", "NULL") or text.startswith("*"):
-        return None
-    if text[0] == '"' and text.endswith('"') and len(text) >= 2:
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text[1:-1]
-    if text[0] == "'" and text.endswith("'") and len(text) >= 2:
-        return text[1:-1].replace("''", "'")
-    if text[0] == "[" and text.endswith("]"):
-        return [_scalar(p) for p in _split_flow(text[1:-1])]
-    if text[0] == "{" and text.endswith("}"):
-        out = {}
-        for part in _split_flow(text[1:-1]):
-            kv = _key_split(part)
-            if kv is None:
-                out[str(_scalar(part))] = None
-            else:
-                out[str(kv[0])] = _scalar(kv[1])
-        return out
-    return text
+def _stringify(value: Any) -> Any:
+    """Scalars as strings (compose values are read as text: ports, versions, booleans)."""
+    if isinstance(value, dict):
+        return {str(k): _stringify(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stringify(v) for v in value]
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def parse_yaml_subset(text: str) -> Any:
-    """Parse the block-style YAML that compose files are written in.
+    """Parse a compose file with PyYAML (safe loader); scalars become strings."""
+    import yaml
 
-    Supported: nested block mappings and sequences (also sequences at their key's indentation),
-    plain, single- and double-quoted scalars, flow sequences and mappings of scalars, block
-    scalars (`|`, `>`), comments, anchors (kept) and aliases (read as null). Scalars stay
-    strings. Anything else raises YamlSubsetError.
-    """
-    lines: list[tuple[int, str]] = []
-    raw_lines = text.splitlines()
-    i = 0
-    while i < len(raw_lines):
-        raw = raw_lines[i].replace("\t", "    ")
-        i += 1
-        if raw.strip() in ("---", "..."):
-            continue
-        stripped = _strip_comment(raw)
-        if not stripped.strip():
-            continue
-        indent = len(stripped) - len(stripped.lstrip(" "))
-        content = stripped.strip()
-        lines.append((indent, content))
-        kv = _key_split(content.lstrip("- ").strip()) if content.startswith("-") else \
-            _key_split(content)
-        if kv and re.fullmatch(r"[|>][+-]?\d*", kv[1] or ""):
-            block = []
-            while i < len(raw_lines):
-                nxt = raw_lines[i].replace("\t", "    ")
-                if nxt.strip() and len(nxt) - len(nxt.lstrip(" ")) <= indent:
-                    break
-                block.append(nxt.strip())
-                i += 1
-            while block and not block[-1]:
-                block.pop()
-            sep = "\n" if kv[1].startswith("|") else " "
-            chomp = "" if "-" in kv[1] else "\n"  # `|-` strips the final newline
-            lines[-1] = (indent, content[: len(content) - len(kv[1])] +
-                         json.dumps(sep.join(block).strip() + chomp))
-    if not lines:
-        return None
-    value, pos = _parse_block(lines, 0, lines[0][0])
-    if pos != len(lines):
-        raise YamlSubsetError(f"unexpected indentation near {lines[pos][1]!r}")
-    return value
-
-
-def _is_item(content: str) -> bool:
-    return content == "-" or content.startswith("- ")
-
-
-def _parse_block(lines: list[tuple[int, str]], i: int, indent: int) -> tuple[Any, int]:
-    if _is_item(lines[i][1]):
-        return _parse_seq(lines, i, indent)
-    if _key_split(lines[i][1]) is None:
-        if i + 1 < len(lines) and lines[i + 1][0] >= indent and lines[i + 1][0] > 0 \
-                and _key_split(lines[i + 1][1]) is not None:
-            raise YamlSubsetError(f"cannot read {lines[i][1]!r}")
-        return _scalar(lines[i][1]), i + 1
-    return _parse_map(lines, i, indent)
-
-
-def _parse_map(lines: list[tuple[int, str]], i: int, indent: int) -> tuple[dict, int]:
-    out: dict[str, Any] = {}
-    while i < len(lines) and lines[i][0] == indent and not _is_item(lines[i][1]):
-        kv = _key_split(lines[i][1])
-        if kv is None:
-            raise YamlSubsetError(f"expected `key: value`, found {lines[i][1]!r}")
-        key, rest = str(kv[0]), kv[1]
-        i += 1
-        if rest and not rest.startswith("&"):
-            out[key] = _scalar(rest)
-            continue
-        if i < len(lines) and (lines[i][0] > indent or
-                               (lines[i][0] == indent and _is_item(lines[i][1]))):
-            out[key], i = _parse_block(lines, i, lines[i][0])
-        else:
-            out[key] = None
-    if i < len(lines) and lines[i][0] > indent:
-        raise YamlSubsetError(f"unexpected indentation near {lines[i][1]!r}")
-    return out, i
-
-
-def _parse_seq(lines: list[tuple[int, str]], i: int, indent: int) -> tuple[list, int]:
-    out: list[Any] = []
-    while i < len(lines) and lines[i][0] == indent and _is_item(lines[i][1]):
-        content = lines[i][1]
-        rest = content[1:].strip()
-        if not rest:
-            i += 1
-            if i < len(lines) and lines[i][0] > indent:
-                value, i = _parse_block(lines, i, lines[i][0])
-            else:
-                value = None
-            out.append(value)
-            continue
-        if _key_split(rest) is not None or _is_item(rest):
-            sub_indent = indent + len(content) - len(rest)
-            lines[i] = (sub_indent, rest)
-            value, i = _parse_block(lines, i, sub_indent)
-            out.append(value)
-            continue
-        out.append(_scalar(rest))
-        i += 1
-    return out, i
+    try:
+        return _stringify(yaml.safe_load(text))
+    except yaml.YAMLError as exc:
+        raise YamlSubsetError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- interpolation

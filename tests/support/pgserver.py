@@ -75,13 +75,17 @@ class PgServer:
             check=True, capture_output=True,
         )
         log = open(self.datadir.parent / "postgres.log", "wb")
+        # the postmaster is our direct child (user= instead of runuser, which would swallow
+        # the SIGINT of stop() and leave the server running)
         self.proc = subprocess.Popen(
-            _as_postgres([str(bindir / "postgres"), "-D", str(self.datadir),
+            [str(bindir / "postgres"), "-D", str(self.datadir),
                           "-c", "listen_addresses=127.0.0.1", "-c", f"port={self.port}",
                           "-c", f"unix_socket_directories={self.datadir.parent}",
                           "-c", "fsync=off", "-c", "synchronous_commit=off",
-                          "-c", "full_page_writes=off", "-c", "max_connections=200"]),
+                          "-c", "full_page_writes=off", "-c", "max_connections=200"],
             stdout=log, stderr=subprocess.STDOUT,
+            **({"user": "postgres", "group": "postgres", "extra_groups": []}
+               if os.geteuid() == 0 else {}),
         )
         deadline = time.monotonic() + timeout
         while True:

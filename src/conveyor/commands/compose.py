@@ -147,37 +147,15 @@ def parse_ps(text: str) -> list[Container]:
 
 def parse_config_images(text: str, flavor: str) -> dict[str, str | None]:
     """Service name -> image reference (None: the service only has `build`), from the output of
-    `config()`. v2 prints JSON; v1 prints normalised block YAML (two-space indents, one key per
-    line), so a line scan of `services:` is enough and no YAML library is needed."""
+    `config()` (v2 prints JSON, v1 YAML; JSON is YAML too)."""
     if flavor == "v2":
         data = json.loads(text)
-        return {name: (svc or {}).get("image") for name, svc in (data.get("services") or {}).items()}
-    services: dict[str, str | None] = {}
-    in_services = False
-    current: str | None = None
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        indent = len(line) - len(line.lstrip(" "))
-        if indent == 0:
-            in_services = line.rstrip() == "services:"
-            current = None
-            continue
-        if not in_services:
-            continue
-        if indent == 2 and line.rstrip().endswith(":"):
-            current = _yaml_scalar(line.strip()[:-1])
-            services[current] = None
-        elif indent == 4 and current is not None and line.lstrip().startswith("image:"):
-            services[current] = _yaml_scalar(line.split(":", 1)[1].strip())
-    return services
+    else:
+        import yaml
 
-
-def _yaml_scalar(text: str) -> str:
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        inner = text[1:-1]
-        return inner.replace("''", "'") if text[0] == "'" else json.loads(text)
-    return text
+        data = yaml.safe_load(text) or {}
+    return {str(name): (svc or {}).get("image")
+            for name, svc in (data.get("services") or {}).items()}
 
 
 _CHANGE = re.compile(r"\b(Creating|Recreating|Starting|Pulling|Created|Recreated|Started|"
