@@ -331,3 +331,25 @@ def test_mig_library_api_results(pg_url, mdir):
                                                              ("20240103000000", "up")]
     res = m.revert(all=True)
     assert len(res.reverted) == 3
+
+
+def test_mig_database_and_directory_from_the_project_config(pg_url, tmp_path, monkeypatch,
+                                                           capsys):
+    project = tmp_path / "proj"
+    write_migration(project / "db" / "migrations", "1_t", "CREATE TABLE from_config (id int);\n")
+    (project / "conveyor.toml").write_text(
+        '[app]\nname = "demo"\nimage = "demo"\nport = 8000\n\n'
+        '[migrations]\ndir = "db/migrations"\n\n'
+        '[environments.local.database]\nkind = "url"\nurl = { env = "DEMO_DB_URL" }\n')
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("MIGRATION_DIRECTORY", raising=False)
+    monkeypatch.setenv("DEMO_DB_URL", pg_url)
+    code, out, err = cli(capsys, "-C", str(project), "run")
+    assert code == 0, err
+    assert rows(pg_url, "SELECT to_regclass('from_config') IS NOT NULL")[0][0] is True
+    code, out, err = cli(capsys, "status", "-C", str(project), "--env", "nope")
+    assert code == 2 and "unknown environment 'nope'" in err and "Traceback" not in err
+    # DATABASE_URL wins over the config's environment
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:secret@127.0.0.1:1/x")
+    code, out, err = cli(capsys, "status", "-C", str(project))
+    assert code == 1 and "Cannot connect" in err and "secret" not in err

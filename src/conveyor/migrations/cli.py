@@ -192,14 +192,23 @@ def _migrator(ctx: _Context, live: bool):
     lt = _opt(ctx.args, "lock_timeout")
     out = []
 
+    waiting = []
+
     def on_event(event, **data):
+        if event == "waiting_for_lock" and not waiting:
+            waiting.append(True)
+            print(f"Waiting for the migration lock (pg_advisory_lock({data['key']})): another "
+                  "runner is migrating this database...", file=sys.stderr, flush=True)
         if event == "done" and live:
             step = data["step"]
             verb = "Applied" if step.direction == "up" else "Reverted"
             print(f"{verb} {step.name} ({_fmt_ms(step.duration_ms)})", flush=True)
 
-    return Migrator(ctx.database_url(), ctx.migrations_dir(),
-                    lock_timeout=60.0 if lt is None else lt, on_event=on_event), out
+    url, mdir = ctx.database_url(), ctx.migrations_dir()
+    if lt is None and ctx._config is not None:  # the config was needed anyway: its default
+        lt = getattr(getattr(ctx._config, "migrations", None), "lock_timeout", None)
+    return Migrator(url, mdir, lock_timeout=60.0 if lt is None else float(lt),
+                    on_event=on_event), out
 
 
 def _cmd_run(ctx: _Context) -> int:

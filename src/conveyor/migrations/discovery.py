@@ -202,7 +202,17 @@ def _run_in_transaction(path) -> bool:
     key = "".join(ln for ln in lines if ln)
     if key in _TRIVIAL_TOML and '"' not in text and "'" not in text:
         return _TRIVIAL_TOML[key]
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11 (e.g. inside an application image)
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            raise DiscoveryError(
+                f"Cannot read {path}: it is more than `run_in_transaction = true|false` and "
+                "this Python has no TOML parser (tomllib is Python 3.11+).", path,
+                "Use Python 3.11+, install tomli, or reduce the file to that one line.",
+            ) from None
 
     try:
         data = tomllib.loads(text)

@@ -2,25 +2,29 @@
 
 Compatibility with Diesel (see docs/diesel-compat.md for the source files):
 
-* Diesel's table is created with Diesel's exact statement and holds exactly Diesel's rows
-  (``version``, ``run_on`` = start of the migration, UTC, like Diesel's session time zone);
+* Diesel's table is created with Diesel's exact statement and written with Diesel's exact
+  ``INSERT`` (``version`` only; ``run_on`` defaults to ``CURRENT_TIMESTAMP``, in UTC as the
+  session's time zone is UTC like Diesel's);
 * each migration file is sent, unchanged, inside one simple-protocol query, as Diesel's
   ``batch_execute`` does; transactional migrations run between ``BEGIN`` and ``COMMIT``
   together with their bookkeeping, non-transactional ones are sent alone (so PostgreSQL
   runs a multi-statement file as one implicit transaction, exactly as with Diesel);
-* the session uses ``TimeZone=UTC`` and ``client_encoding=UTF8`` as Diesel's PgConnection does,
-  and ``search_path`` is restored after every migration, as current Diesel does.
+* the session uses ``TimeZone=UTC`` and ``client_encoding=UTF8`` as Diesel's PgConnection does;
+  a migration that mentions ``search_path`` has it restored afterwards, as current Diesel does
+  after every migration (the bookkeeping statements use schema-qualified names anyway).
 
 Additions of conveyor's own:
 
 * ``__conveyor_migrations`` (side table: checksum of up.sql, applied_at, duration, who);
 * a session-level advisory lock (``LOCK_KEY``) taken *before* anything else, including the
-  ``CREATE TABLE IF NOT EXISTS`` of both tables;
+  ``CREATE TABLE IF NOT EXISTS`` of both tables, polled rather than waited for (see
+  ``_lock_and_setup``);
 * speed: the statements of many consecutive transactional migrations (each still in its own
   transaction) travel in one simple query, so applying N migrations costs one round trip instead
-  of ~3N. Markers (``SELECT ..., 'conveyor:<nonce>:...'``) between migrations tell which ones
-  completed, and PostgreSQL's error position (relative to the whole query string) is mapped back
-  to the failing file, line and column.
+  of ~3N. The checksum ``INSERT ... RETURNING 'conveyor:<nonce>:<k>:end', <elapsed ms>`` of each
+  migration marks it as completed (and times it); PostgreSQL's error position (relative to the
+  whole query string) is mapped back to the failing file, line and column, and an error without
+  a position is attributed by counting the statement results after the last marker.
 
 Stdlib + libpq only (see ``pq.py``).
 """
