@@ -353,3 +353,10 @@ def test_mig_database_and_directory_from_the_project_config(pg_url, tmp_path, mo
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:secret@127.0.0.1:1/x")
     code, out, err = cli(capsys, "status", "-C", str(project))
     assert code == 1 and "Cannot connect" in err and "secret" not in err
+
+
+def test_mig_verbose_shows_server_notices(pg_url, tmp_path, capsys):
+    mdir = tmp_path / "m"
+    write_migration(mdir, "1_note", "DO $$ BEGIN RAISE NOTICE 'hello from a migration'; END $$;\n")
+    code, out, err = cli(capsys, "run", "-v", "--database-url", pg_url, "--migration-dir", str(mdir))
+    assert code == 0 and "hello from a migration" in err and "skipping" not in err

@@ -215,7 +215,10 @@ def _cmd_run(ctx: _Context) -> int:
     as_json = bool(_opt(ctx.args, "json"))
     m, _ = _migrator(ctx, live=not as_json)
     allow = bool(_opt(ctx.args, "allow_drift"))
-    result = m.run(allow_drift=allow)
+    try:
+        result = m.run(allow_drift=allow)
+    finally:
+        _print_notices(ctx, m)
     _report_problems(result.problems, allow)
     if as_json:
         _print_json({"ok": True, "command": "run", **result.to_dict()})
@@ -226,6 +229,16 @@ def _cmd_run(ctx: _Context) -> int:
     else:
         print(f"{n} migration{'s' if n != 1 else ''} applied in {result.duration_ms / 1000:.2f} s.")
     return EXIT_OK
+
+
+def _print_notices(ctx: _Context, m) -> None:
+    """With --verbose, the server's notices (RAISE NOTICE in migrations, ...) on stderr."""
+    if not _opt(ctx.args, "verbose"):
+        return
+    for notice in m.notices:
+        if "already exists, skipping" in notice and "_migrations" in notice:
+            continue  # our own CREATE TABLE IF NOT EXISTS
+        print(mask_secrets(notice), file=sys.stderr)
 
 
 def _report_problems(problems, allow_drift: bool) -> None:
@@ -242,7 +255,10 @@ def _cmd_revert(ctx: _Context, redo: bool = False) -> int:
     a = ctx.args
     if a.number is not None and a.number < 0:
         raise UsageError(f"-n must be 0 or more, got {a.number}.")
-    result = (m.redo if redo else m.revert)(a.number, all=a.all)
+    try:
+        result = (m.redo if redo else m.revert)(a.number, all=a.all)
+    finally:
+        _print_notices(ctx, m)
     if as_json:
         _print_json({"ok": True, "command": "redo" if redo else "revert", **result.to_dict()})
         return EXIT_OK
@@ -419,14 +435,22 @@ def main(argv: list[str] | None = None) -> int:
         print("error: interrupted; the running query was cancelled (a migration running in a "
               "transaction was rolled back).", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
     except BrokenPipeError:  # e.g. `conveyor migrate status | head`
         try:
             sys.stdout = open(os.devnull, "w")
         except OSError:  # pragma: no cover
             pass
         return EXIT_OK
+    except Exception as exc:  # a bug: still one paragraph, secrets masked
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(f"error: internal error ({type(exc).__name__}): {mask_secrets(str(exc))}. "
+              "Run again with --verbose for the traceback, and report it.", file=sys.stderr)
+        return EXIT_FAILED
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover
