@@ -177,9 +177,33 @@ def deploy(
         "--summary", help="Append a Markdown report here (e.g. $GITHUB_STEP_SUMMARY).")] = None,
     dry_run: DryRun = False,
     as_json: AsJson = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Promoted environments (prod): deploy an --image that did not pass "
+        "`promote_from` (loud, recorded).")] = False,
+    allow_destructive: Annotated[bool, typer.Option(
+        "--allow-destructive", help="Promoted environments (prod): go on despite destructive "
+        "lint findings in the pending migrations.")] = False,
 ) -> None:
     """Deploy an image: lock, pull by digest, migrate (temporary container of the new image),
-    replace the app container, wait for health, run the tests, record, unlock."""
+    replace the app container, wait for health, run the tests, record, unlock.
+
+    An environment with `promote_from` (prod) takes the prod stage instead (`conveyor promote`):
+    the image that passed `promote_from`, lint, backup, stop, migrate, start, health, validate,
+    automatic fallback to the previous version."""
+    # ---- the prod stage (issue 6): environments promoted from another one
+    if _load(project_dir).environment(env).promote_from:
+        from conveyor.cli.prod import deploy_promoted
+
+        return deploy_promoted(ctx, env, project_dir, image=image, force=force,
+                               allow_destructive=allow_destructive, validate=not no_tests,
+                               wait=wait, wait_timeout=wait_timeout, junit=junit,
+                               summary=summary, dry_run=dry_run, as_json=as_json)
+    if force or allow_destructive:
+        from conveyor.errors import ConveyorError
+
+        raise ConveyorError(f"--force and --allow-destructive are for promoted environments; "
+                            f"{env} has no `promote_from`")
+    # ----
     from conveyor.records import markdown_summary
     from conveyor.stages.remote import (DeployOptions, Remote, TestsFailed, deploy_plans,
                                         run_deployment)

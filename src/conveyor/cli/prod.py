@@ -1,0 +1,344 @@
+"""Prod commands: promote (and `conveyor deploy ENV` for an environment with `promote_from`),
+rollback, backup, backups, restore.
+
+Thin: load the config, build the plan (`conveyor.stages.prod`, `conveyor.stages.backup`), print
+it (`--dry-run`) or execute it, render; after a failure, say what serves and what the database
+holds, then raise the error (rendered once by `conveyor.cli.run`, with its exit code).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from conveyor.cli import ProjectDir, app
+from conveyor.cli.remote import AsJson, DryRun, EnvArg, _emitter, _load, _print_plan, _renderer
+
+# steps whose output is shown as it happens (the others: with --verbose)
+STREAMED = {"plan", "migrate", "revert", "validate", "report"}
+
+Force = Annotated[bool, typer.Option(
+    "--force", help="Deploy an --image that did not pass the environment it is promoted from "
+    "(loud; the record says so).")]
+AllowDestructive = Annotated[bool, typer.Option(
+    "--allow-destructive", help="Go on when the lint finds destructive (or failing) statements "
+    "in the pending migrations (after a review; the backup still runs first).")]
+NoValidate = Annotated[bool, typer.Option(
+    "--no-validate", "--no-tests", help="Skip the validate_command (the HTTP checks still run).")]
+Wait = Annotated[bool, typer.Option("--wait", help="If another deployment holds the lock, wait.")]
+WaitTimeout = Annotated[float, typer.Option("--wait-timeout", help="Seconds to wait for the lock.")]
+Junit = Annotated[Optional[Path], typer.Option("--junit", help="The validation's JUnit XML "
+                                               "(validate_command is pytest).")]
+Summary = Annotated[Optional[Path], typer.Option(
+    "--summary", help="Append a Markdown report here (e.g. $GITHUB_STEP_SUMMARY).")]
+
+
+def _finish(r, remote, dep, result, *, what: str, success: str, as_json: bool,
+            summary: Path | None = None) -> None:
+    """Render the end of a prod plan: the record, what serves, the commands; raise on failure."""
+    from conveyor.records import markdown_summary
+
+    rec = remote.redactor(dep.record.as_dict())
+    if summary is not None:
+        with open(summary, "a", encoding="utf-8") as f:
+            f.write(markdown_summary(rec))
+    for fin in dep.values.get("finalize_results", []):
+        if not fin.ok:
+            r.message(f"warning: {fin.plan}: {fin.error}")
+    out = dep.values.get("outcome") or {}
+    if result.error is None:
+        r.result({"deployment": rec} if as_json else {}, success)
+        return
+    if not r.json_mode:
+        c = r.console
+        from rich.markup import escape
+
+        c.print(f"[bold red]{what} {rec['id']} failed[/bold red]"
+                + (f" at step [bold]{out['failed_step']}[/bold]" if out.get("failed_step")
+                   else ""))
+        for line in out.get("lines", []):
+            c.print("  " + escape(remote.redactor(line)))
+        if out.get("commands"):
+            c.print("  To go further back:")
+            for cmd in out["commands"]:
+                c.print("    " + escape(cmd))
+    else:
+        r.result({"deployment": rec})
+    raise result.error
+
+
+def deploy_promoted(ctx: typer.Context | None, env: str, project_dir: Path, *,
+                    image: str | None = None, force: bool = False,
+                    allow_destructive: bool = False, validate: bool = True, wait: bool = False,
+                    wait_timeout: float = 900.0, junit: Path | None = None,
+                    summary: Path | None = None, dry_run: bool = False, as_json: bool = False,
+                    source: str | None = None) -> None:
+    """`conveyor deploy ENV` for an environment with `promote_from` (and `conveyor promote`)."""
+    from conveyor.stages.prod import ProdOptions, choose_image, prod_plans, run_prod
+    from conveyor.stages.remote import Remote
+
+    cfg = _load(project_dir)
+    remote = Remote(cfg, env)
+    src = source or remote.env.promote_from
+    img, provenance = choose_image(cfg, env, image, force=force, source=src)
+    opts = ProdOptions(project_dir=cfg.root_dir, allow_destructive=allow_destructive,
+                       validate=validate, wait=wait, wait_timeout=wait_timeout,
+                       junit=junit.resolve() if junit is not None else None)
+    kind = "deploy" if provenance.get("forced") else "promote"
+    dep = prod_plans(remote, img, opts, provenance=provenance, kind=kind)
+    r = _renderer(ctx, as_json, remote.redactor)
+    if provenance.get("forced"):
+        warning = (f"WARNING: {img.ref} has NOT passed {src or 'any environment'}; deploying it "
+                   f"to {env} because of --force (the record says so)")
+        if r.json_mode:
+            r.message(warning)
+        else:
+            r.console.print(f"[bold red]{warning}[/bold red]")
+    if dry_run:
+        _print_plan(r, dep.describe(), f"{kind} {img.ref} to {env} ({remote.host})")
+        return
+    if not r.json_mode:
+        origin = (f"passed {provenance['source']} in deployment "
+                  f"{provenance['source_deployment']}" if provenance.get("source_deployment")
+                  else "forced")
+        r.console.print(f"{kind} [bold]{img.ref}[/bold] ({origin}) to [bold]{env}[/bold] "
+                        f"({remote.host}), deployment {dep.record.id}")
+    try:
+        result = run_prod(dep, _emitter(r, STREAMED))
+    finally:
+        remote.close()
+    done = "promoted" if kind == "promote" else "deployed"
+    _finish(r, remote, dep, result, what=f"{env} {kind}", as_json=as_json, summary=summary,
+            success=f"[green]{done}[/green] {img.ref} to {env} in "
+            f"{(dep.record.duration or 0):.1f}s: {remote.url}")
+
+
+@app.command("promote")
+def promote(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="The environment the image passed (e.g. dev).")],
+    target: Annotated[str, typer.Argument(help="The environment to deploy it to (e.g. prod).")],
+    project_dir: ProjectDir = Path("."),
+    image: Annotated[Optional[str], typer.Option(
+        "--image", help="A specific image (REPO@sha256:... or a tag pushed from here); it must "
+        "have passed SOURCE unless --force.")] = None,
+    force: Force = False,
+    allow_destructive: AllowDestructive = False,
+    no_validate: NoValidate = False,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = 900.0,
+    junit: Junit = None,
+    summary: Summary = None,
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
+) -> None:
+    """Deploy to TARGET the image that last passed SOURCE (exact digest): lock, pull, plan and
+    lint the migrations, back up, stop the app, migrate, start, health, validate; on any
+    failure the previous version serves again. Same as `conveyor deploy TARGET`."""
+    from conveyor.errors import ConfigError
+
+    cfg = _load(project_dir)
+    declared = cfg.environment(target).promote_from
+    if declared and declared != source:
+        raise ConfigError(f"{target} is promoted from {declared}, not {source}",
+                          file=cfg.file, key=f"environments.{target}.promote_from",
+                          hint=f"conveyor promote {declared} {target}")
+    cfg.environment(source)
+    deploy_promoted(ctx, target, project_dir, image=image, force=force,
+                    allow_destructive=allow_destructive, validate=not no_validate, wait=wait,
+                    wait_timeout=wait_timeout, junit=junit, summary=summary, dry_run=dry_run,
+                    as_json=as_json, source=source)
+
+
+@app.command("rollback")
+def rollback(
+    ctx: typer.Context,
+    env: EnvArg,
+    project_dir: ProjectDir = Path("."),
+    to: Annotated[Optional[str], typer.Option(
+        "--to", help="Go back to this deployment's image (default: the image that served before "
+        "the deployment of the serving one).")] = None,
+    migrations: Annotated[bool, typer.Option(
+        "--migrations", help="Also revert the applied migrations the target image does not have "
+        "(their down.sql, from the image that applied them; a backup is taken first).")] = False,
+    no_validate: NoValidate = False,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = 900.0,
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
+) -> None:
+    """Go back to a previous image (same steps as a deployment: pull, stop, [revert], start,
+    health, validate; on failure what served keeps serving)."""
+    from conveyor.stages.prod import ProdOptions, rollback_plans, rollback_target, run_prod
+    from conveyor.stages.remote import Remote
+
+    cfg = _load(project_dir)
+    remote = Remote(cfg, env)
+    try:
+        target, info = rollback_target(remote, to)
+        opts = ProdOptions(project_dir=cfg.root_dir, validate=not no_validate, wait=wait,
+                           wait_timeout=wait_timeout, migrations=migrations)
+        dep = rollback_plans(remote, target, opts, info=info)
+        r = _renderer(ctx, as_json, remote.redactor)
+        if dry_run:
+            _print_plan(r, dep.describe(), f"rollback {env} to {target.ref} ({remote.host})")
+            return
+        if not r.json_mode:
+            r.console.print(f"rolling [bold]{env}[/bold] back to [bold]{target.ref}[/bold]"
+                            + (f" (deployment {info['to']})" if info.get("to") else "")
+                            + (", reverting the migrations it does not have" if migrations
+                               else "") + f", deployment {dep.record.id}")
+        result = run_prod(dep, _emitter(r, STREAMED))
+    finally:
+        remote.close()
+    reverted = dep.values.get("migrations_reverted") or []
+    _finish(r, remote, dep, result, what=f"{env} rollback", as_json=as_json,
+            success=f"[green]rolled back[/green] {env} to {target.ref}"
+            + (f"; reverted {', '.join(reverted)}" if reverted else "") + f": {remote.url}")
+
+
+@app.command("backup")
+def backup(
+    ctx: typer.Context,
+    env: EnvArg,
+    project_dir: ProjectDir = Path("."),
+    wait: Wait = False,
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
+) -> None:
+    """Back up the environment's database now (pg_dump custom format, verified, kept on the
+    host under backup.dir with the environment's retention)."""
+    from conveyor.pipeline import execute
+    from conveyor.stages.backup import human_size, require_managed_db
+    from conveyor.stages.prod import backup_plan
+    from conveyor.stages.remote import Remote
+
+    cfg = _load(project_dir)
+    remote = Remote(cfg, env)
+    require_managed_db(remote)
+    plan, bid = backup_plan(remote)
+    r = _renderer(ctx, as_json, remote.redactor)
+    if dry_run:
+        _print_plan(r, plan.describe(), plan.name)
+        return
+    try:
+        result = execute(plan, _emitter(r), raise_on_failure=False)
+        if result.error is not None and result.values.get("lock_id"):
+            from conveyor.stages.remote import unlock_step
+
+            execute(type(plan)(plan.name, [unlock_step(remote)]), _emitter(r), result.values,
+                    raise_on_failure=False)
+    finally:
+        remote.close()
+    if result.error is not None:
+        raise result.error
+    meta = result.values["backup"]
+    r.result({"backup": meta}, f"[green]backed up[/green] {env}: {meta['id']} "
+             f"({meta['file']}, {human_size(meta['size'])})")
+
+
+@app.command("backups")
+def backups(
+    env: EnvArg,
+    project_dir: ProjectDir = Path("."),
+    as_json: AsJson = False,
+) -> None:
+    """List the environment's backups (oldest first)."""
+    import json
+
+    from conveyor.stages.backup import backup_dir, human_size, list_backups, require_managed_db
+    from conveyor.stages.remote import Remote
+
+    cfg = _load(project_dir)
+    remote = Remote(cfg, env)
+    require_managed_db(remote)
+    try:
+        items = list_backups(remote)
+    finally:
+        remote.close()
+    if as_json:
+        typer.echo(json.dumps(items, indent=2))
+        return
+    if not items:
+        typer.echo(f"{env}: no backups in {backup_dir(remote)} on {remote.host}")
+        return
+    typer.echo(f"{cfg.app.name} {env} backups in {backup_dir(remote)} on {remote.host}, "
+               "oldest first:")
+    rows = [["ID", "CREATED", "SIZE", "MIGRATIONS", "REASON"]]
+    for b in items:
+        rows.append([b["id"], str(b.get("created_at") or "-"),
+                     human_size(b["size"]) if b.get("size") is not None else "-",
+                     str(len(b["migrations"])) if b.get("migrations") is not None else "-",
+                     str(b.get("reason") or "-")])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+
+
+@app.command("restore")
+def restore(
+    ctx: typer.Context,
+    env: EnvArg,
+    backup_ref: Annotated[str, typer.Argument(metavar="BACKUP", help="The backup's id (from "
+                                              "`conveyor backups ENV`) or file name.")],
+    project_dir: ProjectDir = Path("."),
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    wait: Wait = False,
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
+) -> None:
+    """Restore the environment's database from a backup: stop the app, restore into a new
+    database, swap it in, start the app and check its health; the replaced database is backed
+    up first, and swapped back if anything fails."""
+    from conveyor.errors import ConveyorError
+    from conveyor.stages.backup import parse_backup_ref
+    from conveyor.stages.prod import ProdOptions, restore_plans, run_prod
+    from conveyor.stages.remote import Remote
+
+    cfg = _load(project_dir)
+    remote = Remote(cfg, env)
+    backup_id = parse_backup_ref(remote, backup_ref)
+    opts = ProdOptions(project_dir=cfg.root_dir, wait=wait)
+    dep = restore_plans(remote, backup_id, opts)
+    r = _renderer(ctx, as_json, remote.redactor)
+    if dry_run:
+        _print_plan(r, dep.describe(), f"restore {env} from {backup_id} ({remote.host})")
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ConveyorError(f"not restoring {env} without confirmation",
+                                hint="re-run in a terminal, or pass --yes")
+        typer.echo(f"This replaces ALL data of {env}'s database {remote.env.database.name} on "
+                   f"{remote.host} with backup {backup_id}; the app is stopped meanwhile (the "
+                   "current data is backed up first).")
+        if not typer.confirm(f"Restore {env} from {backup_id}?"):
+            raise typer.Exit(1)
+    if not r.json_mode:
+        r.console.print(f"restoring [bold]{env}[/bold] from backup [bold]{backup_id}[/bold] "
+                        f"({remote.host}), deployment {dep.record.id}")
+    try:
+        result = run_prod(dep, _emitter(r, STREAMED))
+        after = _restored_state(remote, dep.values) if result.error is None else None
+    finally:
+        remote.close()
+    if after:
+        for line in after:
+            r.message(line)
+    _finish(r, remote, dep, result, what=f"{env} restore", as_json=as_json,
+            success=f"[green]restored[/green] {env} from {backup_id}")
+
+
+def _restored_state(remote, values: dict[str, Any]) -> list[str]:
+    """After a restore: does the serving image know exactly the restored migrations?"""
+    from conveyor.stages.prod import applied_now
+
+    lines = []
+    applied = applied_now(remote)
+    source = values.get("restore_source") or {}
+    if applied is not None:
+        lines.append(f"the database now has {len(applied)} migrations applied (as in backup "
+                     f"{source.get('id')})")
+    return lines
