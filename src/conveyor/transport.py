@@ -192,10 +192,133 @@ class SshTarget:
         return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
 
 
-class SshTransport(Transport):
-    """OpenSSH with one multiplexed master connection per host for the transport's lifetime."""
+# The remote side of a command session: reads framed commands on stdin and runs each one with
+# `sh -c`. Frame: "<script bytes> <input bytes>\n", the script, the input. After a command its
+# exit code follows a marker line on stdout, and a marker line ends its stderr. The input goes
+# to the command through a pipe that is always drained, so the framing holds even when the
+# command does not read all of it; nothing is written to disk.
+SESSION_LOOP = r"""M=$1
+while IFS=' ' read -r n m; do
+  s=$(head -c "$n"; echo x); s=${s%x}
+  if [ "$m" -gt 0 ]; then
+    head -c "$m" | { sh -c "$s"; r=$?; cat >/dev/null; exit $r; }
+  else
+    sh -c "$s" </dev/null
+  fi
+  r=$?
+  printf '\n%s %s\n' "$M" "$r"
+  printf '\n%s\n' "$M" >&2
+done
+"""
 
-    def __init__(self, target: SshTarget, *, connect_timeout: float = 10.0) -> None:
+
+class _SessionBroken(Exception):
+    pass
+
+
+class _Session:
+    """One remote shell for many commands: a session costs the host a login shell (and its rc
+    files) once instead of once per command. Commands run one at a time."""
+
+    def __init__(self, argv: list[str]) -> None:
+        import queue
+        import secrets
+
+        self.mark = f"::conveyor-{secrets.token_hex(8)}::".encode()
+        self.proc = subprocess.Popen(
+            argv + ["--", shlex.join(["sh", "-c", SESSION_LOOP, "conveyor-session",
+                                      self.mark.decode()])],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True)
+        self.lines: queue.Queue = queue.Queue()
+        for name, pipe in (("out", self.proc.stdout), ("err", self.proc.stderr)):
+            threading.Thread(target=self._pump, args=(name, pipe), daemon=True).start()
+        self.lock = threading.Lock()
+        self.dead = False
+
+    def _pump(self, name: str, pipe) -> None:
+        for raw in iter(pipe.readline, b""):
+            self.lines.put((name, raw))
+        self.lines.put((name, None))
+
+    def kill(self) -> None:
+        self.dead = True
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, 9)
+        with contextlib.suppress(Exception):
+            self.proc.wait(timeout=10)
+
+    def close(self) -> None:
+        if self.proc.poll() is None and self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.dead = True
+
+    def run(self, command: str, input: bytes | None, timeout: float | None,
+            stream: OutputSink | None) -> tuple[int, str, str]:
+        import queue
+
+        script = command.encode()
+        data = input or b""
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(f"{len(script)} {len(data)}\n".encode() + script + data)
+            self.proc.stdin.flush()
+        except OSError as exc:
+            self.dead = True
+            raise _SessionBroken(str(exc)) from None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out: list[bytes] = []
+        err: list[bytes] = []
+        held: dict[str, bytes | None] = {"out": None, "err": None}
+        done = {"out": False, "err": False}
+        rc = None
+        while not (done["out"] and done["err"]):
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                self.kill()
+                raise TimeoutError
+            try:
+                name, raw = self.lines.get(timeout=wait)
+            except queue.Empty:
+                continue
+            if raw is None:
+                self.dead = True
+                raise _SessionBroken(b"".join(err).decode(errors="replace")[-500:])
+            line = raw.rstrip(b"\n")
+            if line == self.mark or line.startswith(self.mark + b" "):
+                done[name] = True
+                if name == "out":
+                    rc = int(line[len(self.mark) + 1:] or b"1")
+                last = held[name]
+                # the marker line was preceded by a newline of ours: drop it, keep content
+                if last is not None and last != b"\n":
+                    (out if name == "out" else err).append(last.rstrip(b"\n"))
+                    if stream is not None:
+                        stream(last.rstrip(b"\n").decode(errors="replace"))
+                continue
+            last = held[name]
+            held[name] = raw
+            if last is not None:
+                (out if name == "out" else err).append(last)
+                if stream is not None:
+                    stream(last.rstrip(b"\n").decode(errors="replace"))
+        assert rc is not None
+        return (rc, b"".join(out).decode(errors="replace"),
+                b"".join(err).decode(errors="replace"))
+
+
+class SshTransport(Transport):
+    """OpenSSH with one multiplexed master connection per host for the transport's lifetime,
+    and (by default) one remote shell session over it that runs the commands one by one."""
+
+    def __init__(self, target: SshTarget, *, connect_timeout: float = 10.0,
+                 session: bool = True) -> None:
         if not target.known_hosts:
             raise ConveyorError(f"no known_hosts file configured for {target.display}",
                                 hint="set `known_hosts` for the environment; conveyor never "
@@ -208,6 +331,9 @@ class SshTransport(Transport):
         self.connections_opened = 0
         self.commands_run = 0
         self.persist = 600
+        self.sessions_opened = 0
+        self.use_session = session
+        self._session: _Session | None = None
         self._master_lock = threading.Lock()
         self._master = False
 
@@ -286,6 +412,29 @@ class SshTransport(Transport):
                                   self.remote_command(argv, env)]
         t0 = time.monotonic()
         self.commands_run += 1
+        command = self.remote_command(argv, env)
+        session = self._get_session() if self.use_session else None
+        if session is not None:
+            data = input.encode() if isinstance(input, str) else input
+            t0 = time.monotonic()
+            try:
+                rc, out, err = session.run(command, data, timeout, stream)
+            except TimeoutError:
+                raise _timeout(argv, timeout, "", "") from None
+            except _SessionBroken as exc:
+                raise HostUnreachable(f"lost the connection to {self.name} while running "
+                                      f"{shlex.join(argv)[:200]}: {exc}",
+                                      hint="check the host and the network; the command may "
+                                      "have completed there") from None
+            except BaseException:
+                session.kill()
+                raise
+            finally:
+                session.lock.release()
+            result = Result(argv, rc, out, err, time.monotonic() - t0, host=self.name)
+            if check and rc != 0:
+                raise CommandFailed(argv, rc, err or out, host=self.name)
+            return result
         rc, out, err = _run_process(cmd, input=input, timeout=timeout, stream=stream, env=None,
                                     cwd=None)
         if rc == 255 and "Host key verification failed" in err:
@@ -295,7 +444,34 @@ class SshTransport(Transport):
             raise CommandFailed(argv, rc, err or out, host=self.name)
         return result
 
+    def _get_session(self) -> _Session | None:
+        """The command session, locked for the caller; None when it is busy (another thread)
+        or cannot be started (commands then go in sessions of their own)."""
+        if self._session is not None and not self._session.dead:
+            if self._session.lock.acquire(blocking=False):
+                if not self._session.dead:
+                    return self._session
+                self._session.lock.release()
+            else:
+                return None
+        session = _Session(self.base_argv() + ["-o", "ControlMaster=no", self.target.host])
+        session.lock.acquire()
+        try:
+            rc, out, _ = session.run("echo conveyor-session-ok", None, 30, None)
+            if rc != 0 or out.strip() != "conveyor-session-ok":
+                raise _SessionBroken(out)
+        except (_SessionBroken, TimeoutError):
+            session.kill()
+            self.use_session = False  # this host cannot: one ssh session per command
+            return None
+        self.sessions_opened += 1
+        self._session = session
+        return session
+
     def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
         if self._master:
             subprocess.run(self.base_argv() + ["-O", "exit", self.target.host],
                            capture_output=True)

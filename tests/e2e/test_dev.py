@@ -5,7 +5,7 @@ host key does not match, a failing migration, and status/logs/history.
 
 Isolation: a copy of the example under tmp_path, in a git repository of its own (its commits
 are the image tags), with its own app name (`notes-e2e`: containers notes-e2e-dev-*, its own
-network, volume and image repository), port 18085 on the dev VM's address, a state directory
+network, volume and image repository), a free port on the dev VM's address, a state directory
 under tmp_path, a random database password, and labels conveyor.test=1 + the owner PID on every
 container, network and volume conveyor creates (`scripts/testbed up` removes leftovers of a
 crashed run). Everything is removed from the VM at the end.
@@ -20,6 +20,7 @@ import os
 import queue
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -46,7 +47,6 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "notes"
 APP = "notes-e2e"
-PORT = 18085
 ADVISORY_LOCK_KEY = 7165066986957401970  # conveyor.migrations.engine.LOCK_KEY
 ORIGINAL = sorted(p.name for p in (EXAMPLE / "migrations").iterdir() if p.is_dir())
 TIMEOUT = 600
@@ -60,7 +60,10 @@ class Env:
         self.state = root / "state"
         self.testbed = testbed
         self.address = testbed["vms"]["dev"]["address"]
-        self.url = f"http://{self.address}:{PORT}"
+        with socket.socket() as sock:  # a free port on the dev VM's address
+            sock.bind((self.address, 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://{self.address}:{self.port}"
         self.password = "e2e-" + uuid.uuid4().hex[:16]
         self.env = {**os.environ, **testbed_env(), "NOTES_DEV_DB_PASSWORD": self.password,
                     "CONVEYOR_ACTOR": "e2e-test"}
@@ -230,7 +233,7 @@ def dev(testbed, tmp_path_factory):
     extra = (f'state_dir = "{env.state}"\n'
              f'labels = {{ "{TEST_LABEL}" = "1", "{OWNER_LABEL}" = "{os.getpid()}" }}\n')
     toml = toml.replace("[environments.dev]\n", "[environments.dev]\n" + extra, 1)
-    toml, n = re.subn(r"(?ms)(\[environments\.dev\].*?^port = )8080", rf"\g<1>{PORT}", toml,
+    toml, n = re.subn(r"(?ms)(\[environments\.dev\].*?^port = )8080", rf"\g<1>{env.port}", toml,
                       count=1)
     assert n == 1, "the example's dev port moved"
     (env.dir / "conveyor.toml").write_text(toml)
@@ -278,7 +281,7 @@ def test_build_push_setup_deploy(dev, tmp_path):
     assert dev.app_label("org.opencontainers.image.revision") == head
     assert dev.vm("inspect", "--format", "{{.HostConfig.RestartPolicy.Name}}",
                   f"{APP}-dev-app").stdout.strip() == "unless-stopped"
-    assert dev.vm("port", f"{APP}-dev-app").stdout.strip() == f"8000/tcp -> {dev.address}:{PORT}"
+    assert dev.vm("port", f"{APP}-dev-app").stdout.strip() == f"8000/tcp -> {dev.address}:{dev.port}"
     # ... and the main engine runs nothing of it
     main_ps = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"label=conveyor.app={APP}"],
                              capture_output=True, text=True, env=main_docker_env(), timeout=60)
@@ -447,13 +450,13 @@ def test_a_failing_health_check_puts_the_previous_app_back(dev):
     finally:
         dev.git("revert", "--no-edit", "HEAD")
     assert p.returncode == 7, p.stdout + p.stderr
+    dev.deployments["unhealthy"] = re.search(r"deployment (\S+)", p.stdout).group(1)
     assert "did not answer 200" in p.stderr and "restarted" in p.stderr
     assert "undo replace: undone" in p.stdout
     assert dev.app_label("conveyor.image") == serving_image
     assert dev.vm("inspect", "--format", "{{.State.Status}}",
                   f"{APP}-dev-app-failed").stdout.strip() == "exited"
-    serves(dev)
-    dev.deployments["unhealthy"] = re.search(r"deployment (\S+)", p.stdout).group(1)
+    serves(dev)  # the undo waited for the previous app to answer again
 
 
 # --------------------------------------------------------------------------- a broken migration

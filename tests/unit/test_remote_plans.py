@@ -326,6 +326,12 @@ def test_a_failing_health_check_restores_the_previous_container(tmp_path, env_se
     host = healthy_host()
     host.on(is_("state"), out=json.dumps({"Status": "running"}) + " 0\n")
     host.on(is_("logs"), out="Traceback: boom\n")
+
+    def restore(argv, stdin):  # the previous app answers again once it is back
+        state["status"] = 200
+        return 0, "", ""
+
+    host.rules.insert(0, (is_("restore"), restore))
     remote, dep = plan_for(tmp_path, port, host, health_timeout=0.3)
     result = rs.run_deployment(dep, lambda e: None)
     assert isinstance(result.error, rs.HealthCheckFailed)
@@ -336,6 +342,7 @@ def test_a_failing_health_check_restores_the_previous_container(tmp_path, env_se
     assert "[notes-dev-app] Traceback: boom" in health["output"]
     replace = next(s for s in dep.record.steps if s["name"] == "replace")
     assert replace["status"] == "undone"
+    assert any(line.startswith("previous app: http://127.0.0.1:") for line in replace["output"])
     assert "test" not in [s["name"] for s in dep.record.steps]
 
 

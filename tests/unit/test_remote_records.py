@@ -85,7 +85,7 @@ def test_summary_drops_output_and_test_cases():
     rec.steps = [{"name": "lock", "status": "ok", "duration": 0.1, "output": ["x"],
                   "notes": [], "error": None}]
     s = rec.summary()
-    assert s["steps"] == [{"name": "lock", "status": "ok", "duration": 0.1}]
+    assert s["steps"] == [{"name": "lock", "status": "ok", "duration": 0.1, "lines": 1}]
     assert "cases" not in s["tests"] and rec.as_dict()["tests"]["cases"] == ["a", "b"]
     assert s["duration"] == 12.5 and s["started_at"].startswith("2023-11-14T22:13:20")
 

@@ -150,3 +150,48 @@ def test_trust_replaces_only_that_hosts_keys(tmp_path):
     lines = kh.read_text().split("\n")
     assert other in lines and new in lines and old not in lines
     assert not (tmp_path / "known_hosts.old").exists()
+
+
+# --------------------------------------------------------------------------- command session
+
+
+@pytest.fixture
+def session():
+    """The session protocol against a local shell (what ssh would run on the host)."""
+    from conveyor.transport import _Session
+
+    s = _Session(["sh", "-c", 'eval "$2"', "conveyor-test"])
+    s.lock.acquire()
+    yield s
+    s.close()
+
+
+def test_session_runs_commands_one_after_another_with_exit_codes_and_both_streams(session):
+    assert session.run("echo hi", None, 10, None) == (0, "hi\n", "")
+    assert session.run("printf 'no newline'", None, 10, None) == (0, "no newline", "")
+    rc, out, err = session.run("echo out; echo err >&2; printf 'x\\n\\n'; exit 3", None, 10,
+                               None)
+    assert (rc, out, err) == (3, "out\nx\n\n", "err\n")
+    assert session.run("exit 0", None, 10, None) == (0, "", "")
+
+
+def test_session_input_is_framed_even_when_the_command_reads_part_of_it(session):
+    data = b"abcdefgh" + bytes(range(256)) * 400  # binary, 100 kB
+    assert session.run("head -c 3; echo", data, 10, None) == (0, "abc\n", "")
+    assert session.run("wc -c", data, 10, None)[1].strip() == str(len(data))
+    assert session.run("true", data, 10, None) == (0, "", "")
+    assert session.run("cat", None, 10, None) == (0, "", "")  # no input: /dev/null
+    assert session.run("echo still in sync", None, 10, None) == (0, "still in sync\n", "")
+
+
+def test_session_streams_lines_and_a_marker_in_the_output_is_not_confused(session):
+    lines: list[str] = []
+    rc, out, _ = session.run("for i in 1 2 3; do echo $i; done; printf '::conveyor-x:: 9\\n'",
+                             None, 10, lines.append)
+    assert rc == 0 and lines == ["1", "2", "3", "::conveyor-x:: 9"]
+
+
+def test_session_timeout_kills_it(session):
+    with pytest.raises(TimeoutError):
+        session.run("sleep 5", None, 0.3, None)
+    assert session.dead

@@ -232,6 +232,7 @@ def deploy(
     if transport is not None and hasattr(transport, "connections_opened"):
         rec["ssh_connections"] = transport.connections_opened
         rec["ssh_commands"] = transport.commands_run
+        rec["ssh_sessions"] = getattr(transport, "sessions_opened", None)
     if summary is not None:
         with open(summary, "a", encoding="utf-8") as f:
             f.write(markdown_summary(rec))

@@ -713,6 +713,11 @@ def replace_step(remote: Remote, image: ImageRef, deployment_id: str) -> Step:
             return
         r = _run(remote, ctx, restore_argv(remote), timeout=300)
         ctx.log(r.stdout.strip() or f"restored the previous {remote.app_container}")
+        # the undo is done when the previous app serves again (or says why not)
+        ok, detail = wait_healthy(remote, remote.app.health.timeout)
+        ctx.log(f"previous app: {detail}")
+        if not ok:
+            raise HealthCheckFailed(f"the previous app was put back but does not answer: {detail}")
 
     return Step("replace", action,
                 describe=[replace_argv(remote, run_argv(None), has_current=True),
@@ -749,44 +754,56 @@ def container_state(remote: Remote, name: str) -> dict[str, Any] | None:
     return state
 
 
+def wait_healthy(remote: Remote, timeout: float) -> tuple[bool, str]:
+    """Poll the health URL from this machine until it answers the expected status (bounded).
+    Every few seconds the container's state is read too: one that exited or restarts ends the
+    wait early. (ok, what happened)."""
+    hc = remote.app.health
+    url = remote.health_url
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    next_state_check = t0 + 2.0
+    last = "no attempt"
+    attempts = 0
+    while True:
+        attempts += 1
+        status, body = http_status(url, timeout=max(0.5, min(5.0, deadline - time.monotonic())))
+        if status == hc.expect_status:
+            return True, f"{url} answered {status} after {time.monotonic() - t0:.2f}s"
+        last = f"HTTP {status}: {body.strip()[:200]}" if status else body
+        now = time.monotonic()
+        if now >= deadline:
+            break
+        if now >= next_state_check:
+            next_state_check = now + 3.0
+            state = container_state(remote, remote.app_container)
+            if state is None or state.get("Status") in ("exited", "dead") or \
+                    state.get("RestartCount", 0) > 0:
+                what = ("is gone" if state is None else
+                        f"is {state.get('Status')} (exit code {state.get('ExitCode')}, "
+                        f"restarted {state.get('RestartCount', 0)} times)")
+                return False, (f"{url} did not answer {hc.expect_status}: the container "
+                               f"{what}; last answer: {last}")
+        time.sleep(min(hc.interval, max(0.0, deadline - time.monotonic())))
+    return False, (f"{url} did not answer {hc.expect_status} within {timeout:g} s "
+                   f"({attempts} attempts): {last}")
+
+
 def health_step(remote: Remote) -> Step:
     hc = remote.app.health
     url = remote.health_url
 
     def action(ctx: StepContext) -> None:
-        t0 = time.monotonic()
-        deadline = t0 + hc.timeout
-        next_state_check = t0 + 2.0
-        last = "no attempt"
-        attempts = 0
-        while True:
-            attempts += 1
-            status, body = http_status(url, timeout=max(0.5, min(5.0, deadline - time.monotonic())))
-            if status == hc.expect_status:
-                ctx.note(f"{url} answered {status} after {time.monotonic() - t0:.2f}s")
-                return
-            last = f"HTTP {status}: {body.strip()[:200]}" if status else body
-            now = time.monotonic()
-            if now >= deadline:
-                break
-            if now >= next_state_check:
-                next_state_check = now + 3.0
-                state = container_state(remote, remote.app_container)
-                if state is None or state.get("Status") in ("exited", "dead") or \
-                        state.get("RestartCount", 0) > 0:
-                    what = ("is gone" if state is None else
-                            f"is {state.get('Status')} (exit code {state.get('ExitCode')}, "
-                            f"restarted {state.get('RestartCount', 0)} times)")
-                    last = f"the container {what}; last answer: {last}"
-                    break
-            time.sleep(min(hc.interval, max(0.0, deadline - time.monotonic())))
+        ok, detail = wait_healthy(remote, hc.timeout)
+        if ok:
+            ctx.note(detail)
+            return
         logs = remote.transport.run(docker.logs(remote.app_container, tail=40), check=False,
                                     timeout=60)
         for line in (logs.stdout + logs.stderr).splitlines():
             ctx.log(f"[{remote.app_container}] {line}")
         raise HealthCheckFailed(
-            f"{url} did not answer {hc.expect_status} within {hc.timeout:g} s "
-            f"({attempts} attempts): {last}",
+            detail,
             hint="the previous app container is put back; the new one is kept as "
             f"{remote.failed_container} (`conveyor logs {remote.name} app` shows its log)")
 
