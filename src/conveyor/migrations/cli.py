@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from conveyor.migrations.errors import MigrationError, UsageError, mask_secrets
 
@@ -119,12 +118,12 @@ class _Context:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         pd = _opt(args, "project_dir")
-        self.project_dir = Path(pd) if pd else None
+        self.project_dir: str | None = pd or None
         self._config = None
 
     @property
-    def base(self) -> Path:
-        return self.project_dir or Path(".")
+    def base(self) -> str:
+        return self.project_dir or "."
 
     def config(self):
         if self._config is None:
@@ -141,16 +140,19 @@ class _Context:
         return self._config
 
     def has_config(self) -> bool:
-        return (self.base / "conveyor.toml").is_file()
+        return os.path.isfile(os.path.join(self.base, "conveyor.toml"))
 
-    def migrations_dir(self) -> Path:
+    def migrations_dir(self) -> str:
+        """--migration-dir (relative to -C DIR when given), $MIGRATION_DIRECTORY, the config's,
+        else ./migrations. A string: pathlib is not imported on the start-up-critical path."""
         d = _opt(self.args, "migration_dir") or os.environ.get("MIGRATION_DIRECTORY")
         if d:
-            p = Path(d)
-            return p if p.is_absolute() or self.project_dir is None else self.project_dir / p
+            if os.path.isabs(d) or self.project_dir is None:
+                return d
+            return os.path.join(self.project_dir, d)
         if self.has_config():
-            return Path(self.config().migrations_dir)
-        return self.base / "migrations"
+            return os.fspath(self.config().migrations_dir)
+        return os.path.join(self.base, "migrations")
 
     def database_url(self) -> str:
         url = _opt(self.args, "database_url") or os.environ.get("DATABASE_URL")
@@ -338,9 +340,11 @@ def _cmd_generate(ctx: _Context) -> int:
     return EXIT_OK
 
 
-def _relative(path: Path) -> str:
+def _relative(path) -> str:
+    from pathlib import Path
+
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
 

@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pathlib is imported lazily: it is not needed to run migrations
+    from pathlib import Path
 
 from conveyor.migrations.errors import DiscoveryError
 
@@ -67,6 +70,8 @@ class Migration:
 
     @property
     def directory(self) -> Path:
+        from pathlib import Path
+
         d = self._dir
         if not isinstance(d, Path):
             d = Path(d)
@@ -286,7 +291,7 @@ def discover(directory: Path | str) -> list[Migration]:
 
     Raises ``DiscoveryError`` when the directory is missing or not in Diesel's layout.
     """
-    directory = Path(directory)
+    directory = os.fspath(directory)
     try:
         entries = list(os.scandir(directory))
     except FileNotFoundError as exc:

@@ -34,10 +34,13 @@ from __future__ import annotations
 import builtins
 import os
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from conveyor.migrations import pq
 from conveyor.migrations.discovery import Migration, discover
+
+if TYPE_CHECKING:  # pathlib is imported lazily: it is not needed to run migrations
+    from pathlib import Path
 from conveyor.migrations.errors import (
     ConnectionFailed,
     DriftError,
@@ -86,6 +89,8 @@ SESSION_SETUP = (
 # When a migration mentions one of these settings, it may change how PostgreSQL lexes the SQL
 # that follows it; it then ends the batch, so later files are parsed after it has run.
 _LEXER_SETTINGS = ("standard_conforming_strings", "backslash_quote")
+
+_LOCK_BUSY = "conveyor: migration lock busy"
 
 MAX_BATCH_MIGRATIONS = 250
 MAX_BATCH_CHARS = 8_000_000
@@ -329,7 +334,7 @@ class Migrator:
         on_event=None,
     ) -> None:
         self.conninfo = conninfo
-        self.migrations_dir = Path(migrations_dir)
+        self._migrations_dir = os.fspath(migrations_dir)
         self.lock_timeout = lock_timeout
         self.applied_by = applied_by or _default_applied_by()
         #: optional callable(event: str, **data), e.g. for progress output
@@ -338,8 +343,14 @@ class Migrator:
 
     # ------------------------------------------------------------------ public API
 
+    @property
+    def migrations_dir(self) -> Path:
+        from pathlib import Path
+
+        return Path(self._migrations_dir)
+
     def discover(self) -> list[Migration]:
-        return discover(self.migrations_dir)
+        return discover(self._migrations_dir)
 
     def status(self) -> Status:
         """Applied and pending migrations and problems (read-only: creates no table)."""
@@ -457,11 +468,10 @@ class Migrator:
                  " ON n.oid = c.relnamespace WHERE c.oid = pg_catalog.to_regclass")
         sql = (
             SESSION_SETUP
-            + "DO $conveyor$ BEGIN\n"
-            f"  IF NOT pg_catalog.pg_try_advisory_lock({LOCK_KEY}) THEN\n"
-            "    RAISE EXCEPTION USING ERRCODE = '55P03', MESSAGE = 'conveyor: migration lock busy';\n"
-            "  END IF;\n"
-            "END $conveyor$;\n"
+            # lock or stop the query here: when the lock is busy, the ELSE branch fails (a cast
+            # of a non-constant text, so the planner cannot fold it ahead of time)
+            + f"SELECT CASE WHEN pg_catalog.pg_try_advisory_lock({LOCK_KEY}) THEN 0 ELSE"
+            f" ('{_LOCK_BUSY} ' || pg_catalog.pg_backend_pid())::int END;\n"
             + DIESEL_CREATE_TABLE
             + CONVEYOR_CREATE_TABLE
             + "SELECT pg_catalog.current_setting('search_path'),"
@@ -476,7 +486,7 @@ class Migrator:
                 results = self._exec(conn, sql)
                 break
             except pq.PgError as exc:
-                if exc.sqlstate != "55P03":
+                if _LOCK_BUSY not in (exc.message or ""):
                     raise _setup_error(exc) from None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -526,7 +536,7 @@ class Migrator:
             if m is None:
                 raise NotRevertible(
                     f"Cannot revert version {row.version}: it is applied in the database but no "
-                    f"migration directory in {self.migrations_dir} gives that version.",
+                    f"migration directory in {self._migrations_dir} gives that version.",
                     "Restore the migration's directory (e.g. from git) so its down.sql can run.",
                 )
             if m.down_sql is None:
