@@ -172,6 +172,12 @@ def test_missing_directory_and_non_utf8_file(tmp_path):
         discover(tmp_path)
 
 
+def test_nul_byte_is_refused(tmp_path):
+    mk(tmp_path, "2024-01-01-000000_nul", up=b"SELECT 1;\x00SELECT 2;\n")
+    with pytest.raises(DiscoveryError, match="NUL byte"):
+        discover(tmp_path)
+
+
 def test_migration_is_an_immutable_value(tmp_path):
     mk(tmp_path, "2024-01-01-000000_a", down="SELECT 2;\n")
     (m,) = discover(tmp_path)

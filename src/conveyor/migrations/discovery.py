@@ -167,6 +167,12 @@ class _NoUpSql(Exception):
 
 
 def _decode(data: bytes, path) -> str:
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise DiscoveryError(
+            f"{path} contains a NUL byte (at byte {nul}).", path,
+            "PostgreSQL cannot receive it in a query (Diesel fails on it too); remove it.",
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -182,13 +188,7 @@ def _read_text(path) -> tuple[bytes, str]:
     except OSError as exc:
         raise DiscoveryError(f"Cannot read {path}: {exc.strerror or exc}.", path,
                              "Check the file's permissions.") from exc
-    try:
-        return data, data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DiscoveryError(
-            f"{path} is not valid UTF-8 (byte {exc.start}).", path,
-            "Diesel reads migration files as UTF-8 text; re-save the file as UTF-8.",
-        ) from exc
+    return data, _decode(data, path)
 
 
 _TRIVIAL_TOML = {
