@@ -18,7 +18,7 @@ from conveyor.cli import ProjectDir, app
 from conveyor.cli.remote import AsJson, DryRun, EnvArg, _emitter, _load, _print_plan, _renderer
 
 # steps whose output is shown as it happens (the others: with --verbose)
-STREAMED = {"plan", "migrate", "revert", "validate", "report"}
+STREAMED = {"plan", "migrate", "revert", "validate"}
 
 Force = Annotated[bool, typer.Option(
     "--force", help="Deploy an --image that did not pass the environment it is promoted from "

@@ -334,7 +334,9 @@ def plan_step(remote: Remote, image: ImageRef, opts: ProdOptions) -> Step:
                 record.details["lint"] = report.to_dict()
             for line in report.render_text(relative_to=Path(tmp)).splitlines():
                 ctx.log(line)
-        counts = ", ".join(f"{report.count(s)} {s}" for s in ("error", "destructive", "warning")
+        counts = ", ".join(f"{report.count(s)} {s}" + ("s" if s != "destructive"
+                                                        and report.count(s) > 1 else "")
+                           for s in ("error", "destructive", "warning")
                            if report.count(s)) or "clean"
         blocked = report.has_destructive or report.has_errors
         if blocked and not opts.allow_destructive:
@@ -521,8 +523,8 @@ def prod_migrate_step(remote: Remote, image: ImageRef, deployment_id: str) -> St
             text = res.get("text") or str(exc)
             raise RemoteMigrationFailed(
                 f"migration failed on {remote.name}: {text}",
-                hint="the previous version is started again (see below for the state of the "
-                "database)") from None
+                hint="the previous version is started again; what serves and what the database "
+                "holds: above") from None
 
     return Step("migrate", action, describe=base.describe)
 
@@ -570,8 +572,8 @@ def validate_step(remote: Remote, opts: ProdOptions, deployment_id: str, image: 
         if failures:
             raise ValidationFailed(
                 f"the validation of {remote.name} failed: " + "; ".join(failures),
-                hint="the previous version is started again (see below for the state of the "
-                "database)")
+                hint="the previous version is started again; what serves and what the database "
+                "holds: above")
         parts = [f"{len(checks)} HTTP check(s) passed"] if checks else []
         if command:
             parts.append(f"`{shlex.join(command)}` passed")
@@ -594,7 +596,8 @@ def _current_deployment(values: dict[str, Any]) -> str | None:
 
 
 def outcome(remote: Remote, values: dict[str, Any], result: PlanResult,
-            applied_after: Callable[[], list[str] | None] | None = None) -> dict[str, Any]:
+            applied_after: Callable[[], list[str] | None] | None = None,
+            further_back: Callable[[], bool] | None = None) -> dict[str, Any]:
     """What serves and what the database holds after a prod plan, in words, plus the commands
     that go further back."""
     env = remote.name
@@ -684,11 +687,14 @@ def outcome(remote: Remote, values: dict[str, Any], result: PlanResult,
 
     # further back
     cmds: list[str] = out["commands"]
+    if not changed and failed not in ("start", "health", "validate"):
+        return out
     if changed and prev_dep:
         cmds.append(f"conveyor rollback {env} --to {prev_dep} --migrations"
                     f"    # revert {', '.join(changed)} (down.sql), keep the previous version")
-    cmds.append(f"conveyor rollback {env} [--migrations]"
-                "    # the version before the previous one (and its schema)")
+    if further_back is None or further_back():
+        cmds.append(f"conveyor rollback {env} [--migrations]"
+                    "    # the version before the previous one (and its schema)")
     if backup.get("id"):
         cmds.append(f"conveyor restore {env} {backup['id']}"
                     f"    # the database as it was before this deployment ({backup.get('file')})")
@@ -700,7 +706,15 @@ def report_step(remote: Remote) -> Step:
 
     def action(ctx: StepContext) -> None:
         result = result_from_record(ctx.values["record"], ctx.values)
-        out = outcome(remote, ctx.values, result, applied_after=lambda: applied_now(remote))
+        def further_back() -> bool:
+            try:
+                rollback_target(remote, None)
+                return True
+            except ConveyorError:
+                return False
+
+        out = outcome(remote, ctx.values, result, applied_after=lambda: applied_now(remote),
+                      further_back=further_back)
         ctx.values["outcome"] = out
         record = ctx.values.get("record")
         if record is not None and hasattr(record, "details"):
@@ -997,8 +1011,8 @@ def revert_step(remote: Remote, deployment_id: str) -> Step:
             raise RemoteMigrationFailed(
                 f"reverting migrations on {remote.name} failed: "
                 f"{res.get('text') or res.get('message') or _tail(r.stderr or r.stdout)}",
-                hint="the previous version is started again (see below for the state of the "
-                "database)")
+                hint="the previous version is started again; what serves and what the database "
+                "holds: above")
         done = [s.get("name") or s.get("version") for s in res.get("reverted", [])]
         ctx.values["migrations_reverted"] = done
         ctx.note(f"reverted {len(done)}: {', '.join(done)}")

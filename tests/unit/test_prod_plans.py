@@ -1,0 +1,635 @@
+"""The prod stage's plans against a fake host (unit tests only; the real thing is in
+tests/e2e/test_prod.py): which commands run in which order, where secrets go, what the lint
+stops, and what each failure undoes and reports. Health and validation talk to a real HTTP
+server on 127.0.0.1 whose answers follow the fake host's container moves."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import http.server
+import io
+import json
+import tarfile
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from conveyor.config import load_config
+from conveyor.errors import CommandFailed, ConveyorError
+from conveyor.stages import backup as bk
+from conveyor.stages import prod
+from conveyor.stages import remote as rs
+from conveyor.stages import remote_migrate
+from conveyor.transport import Result, Transport
+
+OLD = "127.0.0.1:5000/notes@sha256:" + "cd" * 32
+NEW_DIGEST = "sha256:" + "ab" * 32
+NEW = "127.0.0.1:5000/notes@" + NEW_DIGEST
+PASSWORD = "pr0d-s3cret-pw"
+DID = "20260101T000000Z-abcd"
+
+V1 = {"2026-01-01-000001_create_notes": {"up.sql": "CREATE TABLE notes (id bigint);\n",
+                                         "down.sql": "DROP TABLE notes;\n"}}
+V2 = {**V1, "2026-02-01-000001_add_color": {"up.sql": "ALTER TABLE notes ADD COLUMN color text;\n",
+                                            "down.sql": "ALTER TABLE notes DROP COLUMN color;\n"}}
+APPLIED_V1 = "20260101000001 20260101000001 " + "0" * 64
+APPLIED_V2 = APPLIED_V1 + "\n20260201000001 20260201000001 " + "1" * 64
+
+
+def tar_b64(files: dict[str, dict[str, str]]) -> str:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for d, contents in files.items():
+            info = tarfile.TarInfo(f"./{d}")
+            info.type = tarfile.DIRTYPE
+            tf.addfile(info)
+            for name, text in contents.items():
+                data = text.encode()
+                info = tarfile.TarInfo(f"./{d}/{name}")
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    return base64.b64encode(gzip.compress(buf.getvalue())).decode() + "\n"
+
+
+def kind(argv) -> str:
+    text = " ".join(argv)
+    script = argv[2] if len(argv) > 2 else None
+    names = {rs.LOCK_SCRIPT: "lock", rs.RECORD_SCRIPT: "record", rs.UNLOCK_SCRIPT: "unlock",
+             prod.IMAGE_FILES_SCRIPT: "files", bk.BACKUP_SCRIPT: "backup",
+             bk.VERIFY_SCRIPT: "verify", bk.RESTORE_SCRIPT: "restore-db",
+             bk.SWAP_SCRIPT: "swap", bk.LIST_SCRIPT: "list"}
+    if script in names:
+        return names[script]
+    if "no previous container to restore" in text:
+        return "fallback"
+    if "docker create" in text:
+        return "prepare"
+    if "docker rename notes-prod-app-next notes-prod-app" in text:
+        return "start"
+    if "-migrate-" in text and "--entrypoint python3" in text:
+        return "migrate"
+    if "-revert-" in text and "--entrypoint python3" in text:
+        return "revert"
+    if argv[:2] == ("docker", "stop"):
+        return "stop"
+    if argv == ("docker", "start", "notes-prod-app"):
+        return "start-old"
+    if argv == ("docker", "rm", "--force", "notes-prod-app-next"):
+        return "rm-next"
+    if "psql" in text and remote_migrate.APPLIED_SQL in argv:
+        return "applied"
+    if "DROP DATABASE" in text:
+        return "drop-db"
+    if argv[:1] == ("tail",):
+        return "history"
+    if text.startswith("docker inspect --format {{json .Config.Labels}}"):
+        return "labels"
+    if text.startswith("docker inspect --format {{json .State}}"):
+        return "state"
+    if "docker pull" in text:
+        return "pull"
+    if text.startswith("docker logs"):
+        return "logs"
+    return text[:50]
+
+
+class App:
+    """What answers on the app's port: the old version, the new one, or nothing."""
+
+    def __init__(self) -> None:
+        self.serving = "old"
+        self.new_status = 200
+
+    def status(self) -> int:
+        return {"old": 200, "new": self.new_status}.get(self.serving, 503)
+
+
+class FakeProdHost(Transport):
+    name = "fake-prod"
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.calls: list[tuple[tuple[str, ...], bytes | str | None]] = []
+        self.answers: dict[str, tuple[int, str, str]] = {}
+
+    def on(self, what: str, rc: int = 0, out: str = "", err: str = "") -> "FakeProdHost":
+        self.answers[what] = (rc, out, err)
+        return self
+
+    def run(self, argv, *, input=None, timeout=None, check=True, stream=None, env=None):
+        argv = tuple(str(a) for a in argv)
+        k = kind(argv)
+        self.calls.append((argv, input))
+        rc, out, err = self.answers.get(k, (0, "", ""))
+        if rc == 0:  # the containers' moves, as the app's port sees them
+            if k == "stop":
+                self.app.serving = "down"
+            elif k == "start":
+                self.app.serving = "new"
+            elif k == "fallback" or (k == "start-old" and self.app.serving == "down"):
+                self.app.serving = "old"
+        if stream:
+            for line in out.splitlines():
+                stream(line)
+        if check and rc:
+            raise CommandFailed(argv, rc, err or out, host=self.name)
+        return Result(argv, rc, out, err, 0.0, host=self.name)
+
+    def names(self) -> list[str]:
+        return [kind(a) for a, _ in self.calls]
+
+
+@pytest.fixture
+def app_server():
+    app = App()
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            status = app.status()
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(b'{"status": "ok"}' if status == 200 else b'{"status": "no"}')
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02},
+                     daemon=True).start()
+    yield srv.server_address[1], app
+    srv.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def env_secrets(monkeypatch):
+    monkeypatch.setenv("NOTES_PROD_DB_PASSWORD", PASSWORD)
+    monkeypatch.setenv("NOTES_DEV_DB_PASSWORD", "dev-pw-123")
+    monkeypatch.setenv("CONVEYOR_ACTOR", "alice")
+
+
+def make_config(tmp_path: Path, port: int, *, validate_ok: bool = True):
+    (tmp_path / "known_hosts").write_text("")
+    validate = json.dumps(["python3", "-c", f"import sys; print('validating'); "
+                                            f"sys.exit({0 if validate_ok else 1})"])
+    (tmp_path / "conveyor.toml").write_text(textwrap.dedent(f"""
+        [app]
+        name = "notes"
+        image = "notes"
+        port = 8000
+        stop_timeout = 3
+        [app.health]
+        timeout = 1.0
+        interval = 0.05
+        [registry]
+        address = "127.0.0.1:5000"
+        [environments.dev]
+        host = "root@10.0.0.5:22"
+        known_hosts = "known_hosts"
+        [environments.dev.database]
+        kind = "container"
+        password = {{ env = "NOTES_DEV_DB_PASSWORD" }}
+        [environments.prod]
+        host = "root@10.0.0.6:22"
+        known_hosts = "known_hosts"
+        address = "127.0.0.1"
+        port = {port}
+        promote_from = "dev"
+        validate_command = {validate}
+        checks = [{{ path = "/health", status = 200, contains = "ok" }}]
+        state_dir = "/srv/conveyor"
+        [environments.prod.database]
+        kind = "container"
+        image = "postgres:15"
+        name = "notes"
+        user = "notes"
+        password = {{ env = "NOTES_PROD_DB_PASSWORD" }}
+        [environments.prod.backup]
+        dir = "/srv/backups"
+        keep = 3
+    """))
+    return load_config(tmp_path)
+
+
+def lock_output(applied: str = APPLIED_V1, current: bool = True) -> str:
+    app = {"Name": "/notes-prod-app", "State": {"Running": True},
+           "Config": {"Image": "old", "Labels": {"conveyor.image": OLD,
+                                                 "conveyor.deployment": "20251201T000000Z-0001",
+                                                 rs.REVISION_LABEL: "oldrev"}}}
+    db = {"Name": "/notes-prod-db", "State": {"Running": True, "Status": "running"}}
+    return ("::containers::\n" + (json.dumps(app) + "\n" if current else "") + json.dumps(db)
+            + "\n::applied::\n" + applied + "\n::image::\n"
+            + json.dumps({rs.REVISION_LABEL: "newrev"}) + "\n")
+
+
+def migrate_ok(*names: str) -> str:
+    result = {"ok": True, "applied": [{"version": n.split("_")[0].replace("-", ""), "name": n,
+                                       "direction": "up", "duration_ms": 1.0} for n in names],
+              "reverted": []}
+    return "".join(f"applied {n}\n" for n in names) + remote_migrate.RESULT_MARK \
+        + json.dumps(result) + "\n"
+
+
+def host_for(app: App, files=V2, applied: str = APPLIED_V1, current: bool = True) -> FakeProdHost:
+    host = FakeProdHost(app)
+    host.on("lock", out=lock_output(applied, current))
+    host.on("files", out=tar_b64(files))
+    host.on("backup", out="::backup:: 1234 9\n")
+    host.on("prepare", out="feedfacecafe1234\n")
+    host.on("migrate", out=migrate_ok("2026-02-01-000001_add_color"))
+    host.on("applied", out=applied + "\n")
+    return host
+
+
+def plan(tmp_path, port, host, *, validate_ok=True, allow_destructive=False):
+    cfg = make_config(tmp_path, port, validate_ok=validate_ok)
+    remote = rs.Remote(cfg, "prod", transport_factory=lambda r: host)
+    image = rs.ImageRef("127.0.0.1:5000/notes", NEW_DIGEST, "newrev")
+    opts = prod.ProdOptions(project_dir=tmp_path, allow_destructive=allow_destructive)
+    dep = prod.prod_plans(remote, image, opts, provenance={"source": "dev"}, deployment_id=DID)
+    return remote, dep
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def test_the_prod_plan_pulls_plans_and_backs_up_before_anything_stops(tmp_path, app_server):
+    port, app = app_server
+    remote, dep = plan(tmp_path, port, host_for(app))
+    names = [s.name for s in dep.main.steps]
+    assert names == ["lock", "pull", "plan", "backup", "prepare", "stop", "migrate", "start",
+                     "health", "validate"]
+    assert names.index("pull") < names.index("stop") and names.index("backup") < \
+        names.index("stop") < names.index("migrate") < names.index("start")
+    assert [s.name for s in dep.finalize.steps] == ["report", "record"]
+
+
+def test_dry_run_describes_every_step_without_secrets_and_touches_nothing(tmp_path, app_server):
+    port, app = app_server
+    host = host_for(app)
+    remote, dep = plan(tmp_path, port, host)
+    text = json.dumps(dep.describe())
+    assert host.calls == []
+    assert PASSWORD not in text
+    prepare = next(d for d in dep.describe() if d["step"] == "prepare")["commands"][0]
+    assert "docker create --name notes-prod-app-next" in prepare
+    assert "docker rm --force notes-prod-app-previous" in prepare
+    stop = next(d for d in dep.describe() if d["step"] == "stop")
+    assert stop["commands"] == ["docker stop --time 3 notes-prod-app"]
+    assert stop["undo"][0] == "docker start notes-prod-app"
+
+
+def test_create_argv_keeps_every_option_of_the_run_argv():
+    run = ("docker", "run", "--detach", "--name", "a-app", "--network", "n", "--publish",
+           "127.0.0.1:1:2", "--label", "x=y", "img@sha256:1")
+    assert prod.create_argv(run, "a-app-next") == (
+        "docker", "create", "--name", "a-app-next", "--network", "n", "--publish",
+        "127.0.0.1:1:2", "--label", "x=y", "img@sha256:1")
+    with pytest.raises(ValueError):
+        prod.create_argv(("docker", "run", "--rm", "img"), "x")
+
+
+def test_start_renames_old_to_previous_and_next_to_the_app_name():
+    remote = type("R", (), {"app_container": "a-app", "previous_container": "a-app-previous"})()
+    assert prod.start_argv(remote, has_current=True) == (
+        "sh", "-c", "docker rename a-app a-app-previous && docker rename a-app-next a-app && "
+        "docker start a-app")
+    assert prod.start_argv(remote, has_current=False)[2] == (
+        "docker rename a-app-next a-app && docker start a-app")
+
+
+# --------------------------------------------------------------------------- happy path
+
+
+def test_a_promotion_runs_in_order_and_records_plan_backup_and_outcome(tmp_path, app_server):
+    port, app = app_server
+    host = host_for(app)
+    remote, dep = plan(tmp_path, port, host)
+    result = prod.run_prod(dep, lambda e: None)
+    assert result.ok, result.error
+    assert host.names() == ["lock", "files", "backup", "prepare", "stop", "migrate", "start",
+                            "record"]
+    assert app.serving == "new"
+    rec = dep.record.as_dict()
+    assert rec["result"] == "ok" and rec["kind"] == "promote"
+    assert rec["migrations_applied"] == ["2026-02-01-000001_add_color"]
+    assert rec["previous_image"] == OLD
+    assert rec["details"]["pending"] == ["2026-02-01-000001_add_color"]
+    assert rec["details"]["backup"] == {"id": DID, "file": f"/srv/backups/notes-prod-{DID}.dump",
+                                        "size": 1234, "objects": 9}
+    assert rec["details"]["lint"]["summary"]["destructive"] == 0
+    assert rec["details"]["validation"]["ok"] is True
+    assert [s["name"] for s in rec["steps"]] == [s.name for s in dep.main.steps]
+    # the history line keeps the lint's counts, not its findings
+    assert dep.record.summary()["details"]["lint"]["destructive"] == 0
+
+
+def test_secrets_travel_on_stdin_only(tmp_path, app_server):
+    port, app = app_server
+    host = host_for(app)
+    remote, dep = plan(tmp_path, port, host)
+    prod.run_prod(dep, lambda e: None)
+    for argv, stdin in host.calls:
+        assert not any(PASSWORD in a for a in argv), argv
+        if kind(argv) not in ("prepare", "migrate"):
+            assert stdin is None or PASSWORD.encode() not in (
+                stdin if isinstance(stdin, bytes) else stdin.encode()), kind(argv)
+    env_in = next(i for a, i in host.calls if kind(a) == "prepare")
+    assert f"DATABASE_URL=postgresql://notes:{PASSWORD}@notes-prod-db:5432/notes" in env_in
+    backup_in = json.loads(next(i for a, i in host.calls if kind(a) == "backup"))
+    assert backup_in["image"] == OLD and backup_in["migrations"] == ["20260101000001"]
+
+
+def test_backup_argv_and_retention_pattern(tmp_path, app_server):
+    port, app = app_server
+    remote, _ = plan(tmp_path, port, host_for(app))
+    argv = bk.backup_argv(remote, DID, protect="20250101T000000Z-0000")
+    assert argv[:3] == ("sh", "-c", bk.BACKUP_SCRIPT)
+    assert argv[3:] == ("conveyor-backup", "/srv/backups", f"notes-prod-{DID}", "notes-prod-db",
+                        "notes", "notes", "3",
+                        r"^notes-prod-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4}[.]dump$",
+                        "notes-prod-20250101T000000Z-0000")
+
+
+# --------------------------------------------------------------------------- lint
+
+
+def test_a_destructive_migration_stops_before_anything_stops(tmp_path, app_server):
+    port, app = app_server
+    files = {**V1, "2026-03-01-000001_drop": {"up.sql": "DROP TABLE notes;\n",
+                                               "down.sql": "SELECT 1;\n"}}
+    host = host_for(app, files=files)
+    remote, dep = plan(tmp_path, port, host)
+    result = prod.run_prod(dep, lambda e: None)
+    assert isinstance(result.error, prod.LintBlocked)
+    assert "ban-drop-table" in str(result.error) and "--allow-destructive" in result.error.hint
+    assert host.names() == ["lock", "files", "record"]
+    assert app.serving == "old"
+    out = dep.values["outcome"]
+    assert out["failed_step"] == "plan"
+    assert out["lines"] == ["Nothing was stopped: the previous version kept serving "
+                            "throughout, and the database was not changed."]
+    assert dep.record.details["lint"]["summary"]["destructive"] == 1
+
+
+def test_allow_destructive_goes_on_after_the_backup(tmp_path, app_server):
+    port, app = app_server
+    files = {**V1, "2026-03-01-000001_drop": {"up.sql": "DROP TABLE notes;\n",
+                                               "down.sql": "SELECT 1;\n"}}
+    host = host_for(app, files=files)
+    remote, dep = plan(tmp_path, port, host, allow_destructive=True)
+    result = prod.run_prod(dep, lambda e: None)
+    assert result.ok, result.error
+    assert "backup" in host.names()
+
+
+def test_a_database_ahead_of_the_image_is_refused_before_stopping(tmp_path, app_server):
+    port, app = app_server
+    host = host_for(app, files=V1, applied=APPLIED_V2)
+    remote, dep = plan(tmp_path, port, host)
+    result = prod.run_prod(dep, lambda e: None)
+    assert isinstance(result.error, prod.DatabaseAhead)
+    assert "20260201000001" in str(result.error)
+    assert "stop" not in host.names()
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_a_failing_migration_restarts_the_old_container_and_says_the_schema_is_unchanged(
+        tmp_path, app_server):
+    port, app = app_server
+    host = host_for(app)
+    failure = {"ok": False, "error": "MigrationFailed", "name": "2026-02-01-000001_add_color",
+               "rolled_back": True, "message": "boom",
+               "text": "Migration 2026-02-01-000001_add_color failed: boom. The migration ran in "
+                       "a transaction, which was rolled back"}
+    host.on("migrate", rc=1, out=remote_migrate.RESULT_MARK + json.dumps(failure) + "\n")
+    remote, dep = plan(tmp_path, port, host)
+    result = prod.run_prod(dep, lambda e: None)
+    assert isinstance(result.error, rs.RemoteMigrationFailed)
+    assert "boom" in str(result.error)
+    assert host.names()[:9] == ["lock", "files", "backup", "prepare", "stop", "migrate",
+                                "start-old", "rm-next", "applied"]
+    assert host.names()[-1] == "record"
+    assert app.serving == "old"
+    out = dep.values["outcome"]
+    assert out["failed_step"] == "migrate"
+    assert any("serving again" in line for line in out["lines"])
+    assert any("schema is unchanged" in line for line in out["lines"])
+    assert out["commands"] == []
+    statuses = {s["name"]: s["status"] for s in dep.record.steps}
+    assert statuses["stop"] == "undone" and statuses["migrate"] == "failed"
+    assert dep.record.details["outcome"]["failed_step"] == "migrate"
+
+
+def test_a_partial_migration_failure_names_what_stays_applied(tmp_path, app_server):
+    port, app = app_server
+    host = host_for(app)
+    failure = {"ok": False, "error": "MigrationFailed", "rolled_back": True, "message": "x"}
+    host.on("migrate", rc=1, out=remote_migrate.RESULT_MARK + json.dumps(failure) + "\n")
+    host.on("applied", out=APPLIED_V2 + "\n")  # the first of two committed before the failure
+    remote, dep = plan(tmp_path, port, host)
+    prod.run_prod(dep, lambda e: None)
+    out = dep.values["outcome"]
+    assert any("committed before the failure stay applied: 20260201000001" in line
+               for line in out["lines"])
+    assert out["commands"][0].startswith(
+        "conveyor rollback prod --to 20251201T000000Z-0001 --migrations")
+
+
+def test_a_health_check_that_never_passes_puts_the_old_version_back(tmp_path, app_server):
+    port, app = app_server
+    app.new_status = 500
+    host = host_for(app)
+    remote, dep = plan(tmp_path, port, host)
+    result = prod.run_prod(dep, lambda e: None)
+    assert isinstance(result.error, rs.HealthCheckFailed)
+    names = host.names()
+    i = names.index("start")
+    assert "fallback" in names[i:] and names.index("fallback") < names.index("start-old")
+    assert app.serving == "old"
+    out = dep.values["outcome"]
+    assert out["failed_step"] == "health"
+    text = "\n".join(out["lines"])
+    assert "The previous version is serving again" in text
+    assert "stay applied: 2026-02-01-000001_add_color" in text and "must cope" in text
+    assert "kept (stopped) as notes-prod-app-failed" in text
+    assert out["commands"][0].startswith(
+        "conveyor rollback prod --to 20251201T000000Z-0001 --migrations")
+    assert any(c.startswith(f"conveyor restore prod {DID}") for c in out["commands"])
+    assert dep.values["fallback"]["ok"] is True
+
+
+def test_a_failing_validation_puts_the_old_version_back(tmp_path, app_server):
+    port, app = app_server
+    host = host_for(app)
+    remote, dep = plan(tmp_path, port, host, validate_ok=False)
+    result = prod.run_prod(dep, lambda e: None)
+    assert isinstance(result.error, prod.ValidationFailed)
+    assert "exited 1" in str(result.error)
+    assert app.serving == "old"
+    assert dep.values["outcome"]["failed_step"] == "validate"
+    assert dep.record.result == "failed"
+    assert dep.record.details["validation"]["ok"] is False
+
+
+def test_the_first_deployment_has_nothing_to_fall_back_to(tmp_path, app_server):
+    port, app = app_server
+    app.serving = "none"
+    app.new_status = 500
+    host = host_for(app, current=False, applied="::unknown::")
+    # no Diesel table yet: the applied migrations come from the engine's status, run in a
+    # temporary container of the new image
+    status = {"ok": True, "applied": [], "pending": [], "problems": []}
+    orig = host.run
+
+    def run(argv, **kw):
+        if "--entrypoint python3" in " ".join(argv) and "-migrate-" not in " ".join(argv):
+            host.calls.append((tuple(argv), kw.get("input")))
+            return Result(tuple(argv), 0, remote_migrate.RESULT_MARK + json.dumps(status) + "\n",
+                          "", 0.0)
+        return orig(argv, **kw)
+
+    host.run = run
+    remote, dep = plan(tmp_path, port, host)
+    result = prod.run_prod(dep, lambda e: None)
+    assert isinstance(result.error, rs.HealthCheckFailed)
+    assert dep.record.details["pending"] == list(V2)
+    parked = [a for a, _ in host.calls if "docker rename notes-prod-app notes-prod-app-failed"
+              in " ".join(a)]
+    assert parked, host.names()  # the failing new container is stopped, kept as -failed
+    assert not [a for a, _ in host.calls if kind(a) in ("stop", "start-old")]
+    out = dep.values["outcome"]
+    assert any("no previous version" in line for line in out["lines"])
+
+
+# --------------------------------------------------------------------------- which image
+
+
+def test_the_default_image_is_the_newest_that_passed_dev(tmp_path, monkeypatch, app_server):
+    port, _ = app_server
+    cfg = make_config(tmp_path, port)
+    passed = [{"id": "d1", "image": OLD, "result": "ok", "revision": "r1"},
+              {"id": "d2", "image": NEW, "result": "ok", "revision": "r2"}]
+    monkeypatch.setattr(prod, "passed_images", lambda cfg, source, limit=1000: passed)
+    ref, prov = prod.choose_image(cfg, "prod", None)
+    assert ref.ref == NEW and prov == {"source": "dev", "source_deployment": "d2",
+                                       "source_at": None, "forced": False}
+    ref, prov = prod.choose_image(cfg, "prod", OLD)
+    assert ref.ref == OLD and prov["source_deployment"] == "d1"
+
+
+def test_an_image_that_never_passed_dev_needs_force(tmp_path, monkeypatch, app_server):
+    port, _ = app_server
+    cfg = make_config(tmp_path, port)
+    monkeypatch.setattr(prod, "passed_images", lambda cfg, source, limit=1000: [
+        {"id": "d1", "image": OLD, "result": "ok"}])
+    with pytest.raises(prod.NotPromotable) as exc:
+        prod.choose_image(cfg, "prod", NEW)
+    assert "has not passed dev" in str(exc.value) and "--force" in exc.value.hint
+    ref, prov = prod.choose_image(cfg, "prod", NEW, force=True)
+    assert ref.ref == NEW and prov["forced"] is True and "FORCED" in prov["warning"]
+
+
+def test_nothing_passed_dev_yet(tmp_path, monkeypatch, app_server):
+    port, _ = app_server
+    cfg = make_config(tmp_path, port)
+    monkeypatch.setattr(prod, "passed_images", lambda cfg, source, limit=1000: [])
+    with pytest.raises(prod.NotPromotable, match="nothing has passed dev"):
+        prod.choose_image(cfg, "prod", None)
+
+
+# --------------------------------------------------------------------------- rollback
+
+
+def history_lines(*entries: dict) -> str:
+    return "".join(json.dumps(e) + "\n" for e in entries)
+
+
+def test_rollback_goes_to_the_image_before_the_serving_ones_deployment(tmp_path, app_server):
+    port, app = app_server
+    host = FakeProdHost(app)
+    v0 = "127.0.0.1:5000/notes@sha256:" + "00" * 32
+    host.on("history", out=history_lines(
+        {"id": "20260101T000000Z-0000", "kind": "promote", "result": "ok", "image": v0},
+        {"id": "20260102T000000Z-0001", "kind": "promote", "result": "ok", "image": OLD,
+         "previous_image": v0},
+        {"id": "20260103T000000Z-0002", "kind": "promote", "result": "failed", "image": NEW,
+         "previous_image": OLD}))
+    host.on("labels", out=json.dumps({"conveyor.image": OLD}) + "\n")
+    cfg = make_config(tmp_path, port)
+    remote = rs.Remote(cfg, "prod", transport_factory=lambda r: host)
+    ref, info = prod.rollback_target(remote, None)
+    assert ref.ref == v0 and info == {"from_deployment": "20260102T000000Z-0001",
+                                      "to": "20260101T000000Z-0000"}
+    ref, info = prod.rollback_target(remote, "20260102T000000Z-0001")
+    assert ref.ref == OLD
+    with pytest.raises(prod.NoRollbackTarget, match="did not succeed"):
+        prod.rollback_target(remote, "20260103T000000Z-0002")
+    host.on("labels", out=json.dumps({"conveyor.image": v0}) + "\n")
+    with pytest.raises(prod.NoRollbackTarget, match="first one"):
+        prod.rollback_target(remote, None)
+
+
+def test_rollback_with_migrations_reverts_through_the_image_that_has_them(tmp_path, app_server):
+    port, app = app_server
+    host = host_for(app, files=V1, applied=APPLIED_V2)
+    # the serving image (OLD in the lock output) has V2's migrations; the target has V1's
+    calls = {"n": 0}
+    orig = host.run
+
+    def run(argv, **kw):
+        if kind(tuple(argv)) == "files":
+            calls["n"] += 1
+            host.answers["files"] = (0, tar_b64(V1 if calls["n"] == 1 else V2), "")
+        return orig(argv, **kw)
+
+    host.run = run
+    reverted = {"ok": True, "applied": [], "reverted": [
+        {"version": "20260201000001", "name": "2026-02-01-000001_add_color",
+         "direction": "down", "duration_ms": 1.0}]}
+    host.on("revert", out=remote_migrate.RESULT_MARK + json.dumps(reverted) + "\n")
+    cfg = make_config(tmp_path, port)
+    remote = rs.Remote(cfg, "prod", transport_factory=lambda r: host)
+    target = rs.ImageRef.parse("127.0.0.1:5000/notes@sha256:" + "00" * 32)
+    dep = prod.rollback_plans(remote, target, prod.ProdOptions(project_dir=tmp_path,
+                                                               migrations=True),
+                              deployment_id=DID)
+    assert [s.name for s in dep.main.steps] == ["lock", "pull", "plan", "backup", "prepare",
+                                               "stop", "revert", "start", "health", "validate"]
+    result = prod.run_prod(dep, lambda e: None)
+    assert result.ok, result.error
+    assert dep.values["revert"] == {"versions": ["20260201000001"], "image": OLD,
+                                    "names": ["2026-02-01-000001_add_color"]}
+    revert_argv, revert_in = next((a, i) for a, i in host.calls if kind(a) == "revert")
+    assert OLD in revert_argv and not any(PASSWORD in a for a in revert_argv)
+    header = json.loads(revert_in.split(b"\n", 1)[0])
+    assert header["versions"] == ["20260201000001"] and "def main(h)" in header["code"]
+    assert dep.record.kind == "rollback"
+    assert dep.values["migrations_reverted"] == ["2026-02-01-000001_add_color"]
+
+
+def test_rollback_without_migrations_leaves_them_and_says_so(tmp_path, app_server):
+    port, app = app_server
+    host = host_for(app, files=V1, applied=APPLIED_V2)
+    cfg = make_config(tmp_path, port)
+    remote = rs.Remote(cfg, "prod", transport_factory=lambda r: host)
+    target = rs.ImageRef.parse("127.0.0.1:5000/notes@sha256:" + "00" * 32)
+    dep = prod.rollback_plans(remote, target, prod.ProdOptions(project_dir=tmp_path),
+                              deployment_id=DID)
+    assert "revert" not in [s.name for s in dep.main.steps]
+    result = prod.run_prod(dep, lambda e: None)
+    assert result.ok, result.error
+    plan_out = next(s for s in dep.record.steps if s["name"] == "plan")["output"]
+    assert any("stay applied: 20260201000001" in line for line in plan_out)
+
+
+def test_errors_have_distinct_exit_codes():
+    codes = {c.exit_code for c in (prod.ValidationFailed, prod.NotPromotable, prod.LintBlocked,
+                                   prod.NoRollbackTarget, bk.BackupFailed, bk.RestoreFailed,
+                                   rs.RemoteMigrationFailed, rs.HealthCheckFailed, rs.LockHeld)}
+    assert len(codes) == 9
+    assert issubclass(prod.ValidationFailed, ConveyorError)
