@@ -60,6 +60,6 @@ def main(header: dict) -> int:
         out = {"ok": True, **result}
     except MigrationError as exc:
         print(str(exc), file=sys.stderr, flush=True)
-        out = {"ok": False, **exc.to_dict()}
+        out = {"ok": False, **exc.to_dict(), "text": str(exc)}
     print(RESULT_MARK + json.dumps(out, default=str), flush=True)
     return 0 if out["ok"] else 1

@@ -603,7 +603,8 @@ def migrate_step(remote: Remote, image: ImageRef, deployment_id: str) -> Step:
         parsed = remote_migrate.parse_output(r.stdout)
         ctx.values["migrate_result"] = parsed.result
         if r.returncode != 0:
-            message = (parsed.result or {}).get("message") or _tail(r.stderr or r.stdout)
+            res = parsed.result or {}
+            message = res.get("text") or res.get("message") or _tail(r.stderr or r.stdout)
             raise RemoteMigrationFailed(
                 f"migration failed on {remote.name}: {message}",
                 hint="the app was not touched: the previous version keeps serving. Fix the "
@@ -1211,8 +1212,9 @@ def migration_status(remote: Remote, image_ref: str) -> dict[str, Any]:
     parsed = remote_migrate.parse_output(r.stdout)
     res = parsed.result
     if not res or not res.get("ok"):
-        return {"ok": False, "error": (res or {}).get("message") or _tail(r.stderr or r.stdout),
-                "applied": [], "pending": [], "drift": []}
+        res = res or {}
+        return {"ok": False, "error": res.get("text") or res.get("message")
+                or _tail(r.stderr or r.stdout), "applied": [], "pending": [], "drift": []}
     return {"ok": True,
             "applied": [{"version": a["version"], "name": a["name"], "state": a["state"],
                          "applied_at": a.get("applied_at") or a.get("run_on")}
