@@ -333,12 +333,39 @@ def restore(
 
 def _restored_state(remote, values: dict[str, Any]) -> list[str]:
     """After a restore: does the serving image know exactly the restored migrations?"""
-    from conveyor.stages.prod import applied_now
+    import tempfile
+
+    from conveyor.errors import ConveyorError
+    from conveyor.stages.backup import serving_image
+    from conveyor.stages.prod import applied_now, fetch_image_migrations
 
     lines = []
     applied = applied_now(remote)
     source = values.get("restore_source") or {}
-    if applied is not None:
-        lines.append(f"the database now has {len(applied)} migrations applied (as in backup "
-                     f"{source.get('id')})")
+    if applied is None:
+        return [f"the applied migrations cannot be read: check `conveyor status {remote.name}`"]
+    lines.append(f"the database now has {len(applied)} migration(s) applied, as in backup "
+                 f"{source.get('id')}")
+    image = serving_image(values)
+    if not image:
+        return lines
+    try:
+        with tempfile.TemporaryDirectory(prefix="conveyor-restore-") as tmp:
+            known = [m.name for m in fetch_image_migrations(remote, image, Path(tmp))]
+    except ConveyorError as exc:
+        return lines + [f"(cannot compare with the serving image's migrations: {exc})"]
+    from conveyor.migrations import version_from_name
+
+    lacking = [n for n in known if version_from_name(n) not in set(applied)]
+    unknown = [v for v in applied if v not in {version_from_name(n) for n in known}]
+    if lacking:
+        lines.append(f"the serving version ({image}) has migrations the restored database "
+                     f"lacks: {', '.join(lacking)}. It must cope with the older schema; "
+                     f"`conveyor deploy {remote.name}` applies them again, `conveyor rollback "
+                     f"{remote.name}` goes back to an older version")
+    if unknown:
+        lines.append(f"the restored database has migrations the serving version does not "
+                     f"know: {', '.join(unknown)}")
+    if not lacking and not unknown:
+        lines.append("the serving version knows exactly these migrations")
     return lines
