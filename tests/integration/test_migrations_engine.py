@@ -360,3 +360,23 @@ def test_mig_verbose_shows_server_notices(pg_url, tmp_path, capsys):
     write_migration(mdir, "1_note", "DO $$ BEGIN RAISE NOTICE 'hello from a migration'; END $$;\n")
     code, out, err = cli(capsys, "run", "-v", "--database-url", pg_url, "--migration-dir", str(mdir))
     assert code == 0 and "hello from a migration" in err and "skipping" not in err
+
+
+def test_mig_run_imports_only_the_stdlib_and_libpq(pg_url, mdir):
+    """The start-up-critical path: no psycopg, Typer, rich, pydantic or other conveyor code."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from conveyor.main import main\n"
+            "try:\n"
+            "    main(sys.argv[1:])\n"
+            "except SystemExit as e:\n"
+            "    assert e.code == 0, e.code\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('psycopg', 'typer', 'rich',"
+            " 'pydantic') or m in ('conveyor.config', 'conveyor.cli', 'pathlib', 'json')]\n"
+            "assert not bad, bad\n")
+    args = ["migrate", "run", "--database-url", pg_url, "--migration-dir", str(mdir)]
+    for _ in range(2):  # applying, then the no-op
+        r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr

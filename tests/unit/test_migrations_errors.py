@@ -58,3 +58,18 @@ def test_exit_codes_and_masking_in_every_error():
     assert DriftError(["a was edited"]).exit_code == 1
     assert "***" in str(UsageError("cannot reach postgresql://u:pw@h/d"))
     assert "pw@" not in str(UsageError("cannot reach postgresql://u:pw@h/d"))
+
+
+def test_library_exports_resolve_lazily():
+    import subprocess
+    import sys
+
+    code = ("import sys, conveyor.migrations as m\n"
+            "assert 'psycopg' not in sys.modules and 'conveyor.migrations.engine' not in sys.modules\n"
+            "missing = [n for n in m.__all__ if getattr(m, n, None) is None]\n"
+            "assert not missing, missing\n"
+            "assert 'psycopg' not in sys.modules, 'the core must not import psycopg'\n"
+            "for banned in ('typer', 'rich', 'pydantic', 'conveyor.config'):\n"
+            "    assert banned not in sys.modules, banned\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -27,7 +27,9 @@ _EXPORTS = {
     "Migrator": "conveyor.migrations.engine",
     "Status": "conveyor.migrations.engine",
     "RunResult": "conveyor.migrations.engine",
-    "Applied": "conveyor.migrations.engine",
+    "AppliedRow": "conveyor.migrations.engine",
+    "StepResult": "conveyor.migrations.engine",
+    "generate": "conveyor.migrations.generate",
     "Problem": "conveyor.migrations.engine",
     "LOCK_KEY": "conveyor.migrations.engine",
 }
