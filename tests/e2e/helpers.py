@@ -113,7 +113,7 @@ class Project:
     @classmethod
     def create(cls, root: Path, testbed: dict, *, app: str,
                envs: tuple[str, ...] = ("dev", "prod"), health_timeout: float | None = None,
-               version: str = "v1") -> "Project":
+               version: str = "v1") -> Project:
         p = cls(root, app, envs, testbed)
         shutil.copytree(EXAMPLE, p.dir, ignore=shutil.ignore_patterns(
             "__pycache__", ".pytest_cache", ".conveyor"))

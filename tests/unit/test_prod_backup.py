@@ -6,11 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from conveyor.errors import ConveyorError
-from conveyor.stages import backup as bk
-from conveyor.stages import prod
-from conveyor.stages import remote as rs
 from tests.unit.test_prod_plans import (  # noqa: F401 - fixtures
     DID,
     PASSWORD,
@@ -21,6 +16,11 @@ from tests.unit.test_prod_plans import (  # noqa: F401 - fixtures
     lock_output,
     make_config,
 )
+
+from conveyor.errors import ConveyorError
+from conveyor.stages import backup as bk
+from conveyor.stages import prod
+from conveyor.stages import remote as rs
 
 BACKUP = "20251224T180000Z-beef"
 

@@ -20,9 +20,8 @@ import pytest
 from conveyor.config import load_config
 from conveyor.errors import CommandFailed, ConveyorError
 from conveyor.stages import backup as bk
-from conveyor.stages import prod
+from conveyor.stages import prod, remote_migrate
 from conveyor.stages import remote as rs
-from conveyor.stages import remote_migrate
 from conveyor.transport import Result, Transport
 
 OLD = "127.0.0.1:5000/notes@sha256:" + "cd" * 32
@@ -115,7 +114,7 @@ class FakeProdHost(Transport):
         self.calls: list[tuple[tuple[str, ...], bytes | str | None]] = []
         self.answers: dict[str, tuple[int, str, str]] = {}
 
-    def on(self, what: str, rc: int = 0, out: str = "", err: str = "") -> "FakeProdHost":
+    def on(self, what: str, rc: int = 0, out: str = "", err: str = "") -> FakeProdHost:
         self.answers[what] = (rc, out, err)
         return self
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -30,9 +30,9 @@ NoValidate = Annotated[bool, typer.Option(
     "--no-validate", "--no-tests", help="Skip the validate_command (the HTTP checks still run).")]
 Wait = Annotated[bool, typer.Option("--wait", help="If another deployment holds the lock, wait.")]
 WaitTimeout = Annotated[float, typer.Option("--wait-timeout", help="Seconds to wait for the lock.")]
-Junit = Annotated[Optional[Path], typer.Option("--junit", help="The validation's JUnit XML "
+Junit = Annotated[Path | None, typer.Option("--junit", help="The validation's JUnit XML "
                                                "(validate_command is pytest).")]
-Summary = Annotated[Optional[Path], typer.Option(
+Summary = Annotated[Path | None, typer.Option(
     "--summary", help="Append a Markdown report here (e.g. $GITHUB_STEP_SUMMARY).")]
 
 
@@ -122,7 +122,7 @@ def promote(
     source: Annotated[str, typer.Argument(help="The environment the image passed (e.g. dev).")],
     target: Annotated[str, typer.Argument(help="The environment to deploy it to (e.g. prod).")],
     project_dir: ProjectDir = Path("."),
-    image: Annotated[Optional[str], typer.Option(
+    image: Annotated[str | None, typer.Option(
         "--image", help="A specific image (REPO@sha256:... or a tag pushed from here); it must "
         "have passed SOURCE unless --force.")] = None,
     force: Force = False,
@@ -158,7 +158,7 @@ def rollback(
     ctx: typer.Context,
     env: EnvArg,
     project_dir: ProjectDir = Path("."),
-    to: Annotated[Optional[str], typer.Option(
+    to: Annotated[str | None, typer.Option(
         "--to", help="Go back to this deployment's image (default: the image that served before "
         "the deployment of the serving one).")] = None,
     migrations: Annotated[bool, typer.Option(

@@ -320,7 +320,8 @@ def restore_names(remote: Remote, restore_id: str) -> dict[str, str]:
     db = require_managed_db(remote, "restores")
     base = db.name[:40]
     short = restore_id.rsplit("-", 1)[-1]
-    return {"live": db.name, "new": f"{base}_restoring_{short}", "old": f"{base}_pre_restore_{short}"}
+    return {"live": db.name, "new": f"{base}_restoring_{short}",
+            "old": f"{base}_pre_restore_{short}"}
 
 
 def restore_argv(remote: Remote, backup_id: str, names: dict[str, str]) -> tuple[str, ...]:

@@ -27,9 +27,10 @@ import shlex
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from conveyor.commands import docker
 from conveyor.config import Config
@@ -41,7 +42,6 @@ from conveyor.stages import remote_migrate
 from conveyor.stages.remote import (
     SCRIPT_NAMES,
     Deployment,
-    HealthCheckFailed,
     ImageRef,
     Remote,
     RemoteMigrationFailed,
@@ -82,7 +82,7 @@ class LintBlocked(ConveyorError):
 
 
 class DatabaseAhead(ConveyorError):
-    exit_code = 12
+    exit_code = 16
 
 
 class NoRollbackTarget(ConveyorError):
@@ -291,8 +291,8 @@ def plan_step(remote: Remote, image: ImageRef, opts: ProdOptions) -> Step:
     linted; destructive (or failing) findings stop here, before anything stops."""
 
     def action(ctx: StepContext) -> None:
-        from conveyor.migrations.lint import lint_migrations
         from conveyor.migrations.errors import MigrationError
+        from conveyor.migrations.lint import lint_migrations
 
         record = ctx.values.get("record")
         skip = nothing_to_migrate(remote, ctx.values)
@@ -346,7 +346,7 @@ def plan_step(remote: Remote, image: ImageRef, opts: ProdOptions) -> Step:
                             f"{f.message}" for f in report.findings
                             if f.severity in ("destructive", "error")),
                 hint="nothing was stopped or changed. Make the migration safe (see the hints "
-                f"above), or, after a review, deploy with --allow-destructive (the backup "
+                "above), or, after a review, deploy with --allow-destructive (the backup "
                 "step still runs first)")
         if blocked:
             ctx.log(f"WARNING: {counts} allowed by --allow-destructive")
@@ -1117,5 +1117,6 @@ def restore_plans(remote: Remote, backup_id: str, opts: ProdOptions, *,
         Step("health", health, describe=[f"GET {remote.health_url}"]),
         bk.cleanup_step(remote, did),
     ]
-    return Deployment(remote, None, record, Plan(f"restore {remote.name}", steps),  # type: ignore[arg-type]
-                      Plan(f"restore {remote.name}: finalize", [record_step(remote)]))
+    main = Plan(f"restore {remote.name}", steps)
+    finalize = Plan(f"restore {remote.name}: finalize", [record_step(remote)])
+    return Deployment(remote, None, record, main, finalize)  # type: ignore[arg-type]
