@@ -519,12 +519,10 @@ def prod_migrate_step(remote: Remote, image: ImageRef, deployment_id: str) -> St
         try:
             base.action(ctx)
         except RemoteMigrationFailed as exc:
-            res = ctx.values.get("migrate_result") or {}
-            text = res.get("text") or str(exc)
-            raise RemoteMigrationFailed(
-                f"migration failed on {remote.name}: {text}",
-                hint="the previous version is started again; what serves and what the database "
-                "holds: above") from None
+            # the dev stage's hint says the app was not touched: in prod it was stopped
+            exc.hint = ("the previous version is started again; what serves and what the "
+                        "database holds: above")
+            raise
 
     return Step("migrate", action, describe=base.describe)
 
