@@ -11,9 +11,12 @@ migration-directory errors; 130 interrupted.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # argparse is imported only when the fast path cannot parse the arguments
+    import argparse
 
 from conveyor.migrations.errors import MigrationError, UsageError, mask_secrets
 
@@ -21,13 +24,20 @@ PROG = "conveyor migrate"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UsageError(f"{self.prog}: {message}.", f"See `{self.prog} --help`.")
+def _parser_class():
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str):
+            raise UsageError(f"{self.prog}: {message}.", f"See `{self.prog} --help`.")
+
+    return _Parser
 
 
 def _common() -> argparse.ArgumentParser:
     """Options accepted before or after the sub-command (defaults are resolved later)."""
+    import argparse
+
     p = argparse.ArgumentParser(add_help=False)
     S = argparse.SUPPRESS
     p.add_argument("--database-url", metavar="URL", default=S,
@@ -84,6 +94,7 @@ def _add_command_options(name: str, p: argparse.ArgumentParser) -> None:
 def _parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of one sub-command (cheap: the start-up-critical path builds only this one),
     or, without ``command``, the full parser (for --help and usage errors)."""
+    _Parser = _parser_class()
     common = _common()
     if command in _HELP and command != "lint":
         p = _Parser(prog=f"{PROG} {command}", parents=[common], description=_HELP[command])
@@ -109,6 +120,68 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def _opt(args, name, default=None):
     return getattr(args, name, default)
+
+
+class _Args:
+    """What the fast path parses into (an ``argparse.Namespace`` look-alike)."""
+
+
+#: option -> (attribute, takes a value); the common options only
+_FAST_OPTIONS = {
+    "--database-url": ("database_url", True),
+    "--migration-dir": ("migration_dir", True),
+    "-C": ("project_dir", True),
+    "--project-dir": ("project_dir", True),
+    "--env": ("env", True),
+    "--lock-timeout": ("lock_timeout", True),
+    "--allow-drift": ("allow_drift", False),
+    "--json": ("json", False),
+    "-v": ("verbose", False),
+    "--verbose": ("verbose", False),
+}
+
+
+def _fast_parse(command: str, argv: list[str]):
+    """``run``, ``status`` and ``plan`` with only the common options, spelled out in full,
+    parsed without importing argparse (~10 ms of start-up with the ``re``, ``gettext`` and
+    ``shutil`` it pulls in). Anything else (abbreviations, ``--help``, attached short values,
+    a value that looks like an option, an invalid number) returns None: argparse then parses
+    the command line and gives its usual result or message."""
+    if command not in ("run", "status", "plan"):
+        return None
+    args = _Args()
+    i, n = 0, len(argv)
+    while i < n:
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        spec = _FAST_OPTIONS.get(name)
+        if spec is None:
+            return None
+        attr, takes_value = spec
+        if not takes_value:
+            if eq:
+                return None
+            setattr(args, attr, True)
+            i += 1
+            continue
+        if not eq:
+            i += 1
+            if i >= n:
+                return None
+            value = argv[i]
+            if value.startswith("-"):
+                return None
+        elif name == "-C":  # argparse reads -C=DIR as the value "=DIR"
+            return None
+        if attr == "lock_timeout":
+            try:
+                value = float(value)
+            except ValueError:
+                return None
+        setattr(args, attr, value)
+        i += 1
+    args.command = command
+    return args
 
 
 # --------------------------------------------------------------------------- resolution
@@ -403,9 +476,11 @@ def main(argv: list[str] | None = None) -> int:
     verbose = "-v" in argv or "--verbose" in argv
     as_json = "--json" in argv
     try:
+        args = None
         if command in _HELP:
-            args = _parser(command).parse_args(argv[:index] + argv[index + 1:])
-        else:
+            rest = argv[:index] + argv[index + 1:]
+            args = _fast_parse(command, rest) or _parser(command).parse_args(rest)
+        if args is None:
             args = _parser().parse_args(argv)
         ctx = _Context(args)
         cmd = args.command

@@ -6,16 +6,29 @@ it, so the CLI prints it as is, without a traceback. Nothing here imports psycop
 
 from __future__ import annotations
 
-import re
+_PATTERNS = None  # compiled on first use: importing ``re`` costs ~8 ms of start-up
 
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)", re.I)
-_KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.I)
+
+def _patterns():
+    global _PATTERNS
+    if _PATTERNS is None:
+        import re
+
+        _PATTERNS = (
+            re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)",
+                       re.I),
+            re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.I),
+        )
+    return _PATTERNS
 
 
 def mask_secrets(text: str) -> str:
     """Replace passwords in database URLs / libpq key-value strings with ``***``."""
-    text = _URL_PASSWORD.sub(lambda m: m["head"] + "***" + m["tail"], text)
-    return _KV_PASSWORD.sub(lambda m: m["head"] + "***", text)
+    if "://" not in text and "=" not in text:
+        return text  # neither a URL nor a key=value string: nothing to mask
+    url, kv = _patterns()
+    text = url.sub(lambda m: m["head"] + "***" + m["tail"], text)
+    return kv.sub(lambda m: m["head"] + "***", text)
 
 
 class MigrationError(Exception):
