@@ -143,13 +143,13 @@ def choose_image(cfg: Config, env_name: str, image: str | None, *, force: bool =
                               "environment whose tested images it takes",
                               file=cfg.file, key=f"environments.{env_name}.promote_from",
                               hint="set promote_from = \"dev\", or pass --image REF --force")
-        passed = passed_images(cfg, source)
-        if not passed:
+        newest = passed_images(cfg, source)
+        if not newest:
             raise NotPromotable(
                 f"no successful deployment of {source} is recorded on its host: nothing has "
                 f"passed {source} yet",
                 hint=f"deploy to {source} first (`conveyor deploy {source}`)")
-        e = passed[-1]
+        e = newest[-1]
         ref = ImageRef.parse(e["image"], revision=e.get("revision"))
         return ref, {"source": source, "source_deployment": e["id"],
                      "source_at": e.get("started_at"), "forced": False}
@@ -169,9 +169,10 @@ def choose_image(cfg: Config, env_name: str, image: str | None, *, force: bool =
         return ref, {"source": source, "source_deployment": e["id"],
                      "source_at": e.get("started_at"), "forced": False}
     if not force:
+        where = source or "any environment"
         raise NotPromotable(
-            f"{ref.ref} has not passed {source or 'any environment'}: no successful "
-            f"{source or ''} deployment of this digest is recorded".replace("  ", " "),
+            f"{ref.ref} has not passed {where}: no successful deployment of this digest is "
+            f"recorded{f' on {source}' if source else ''}",
             hint=(f"deploy it to {source} first; to put it in {env_name} anyway, add --force "
                   "(the record says so)") if source else "add --force (the record says so)")
     return ref, {"source": source, "source_deployment": None, "forced": True,
@@ -633,8 +634,8 @@ def outcome(remote: Remote, values: dict[str, Any], result: PlanResult,
                      f"{(fb or {}).get('error') or 'its container could not be started'}. "
                      f"Check `conveyor status {env}` and `conveyor logs {env} app`.")
     elif not values.get("current"):
-        lines.append("There was no previous version to go back to (first deployment); the new "
-                     f"container is kept stopped as {remote.failed_container}.")
+        lines.append("There was no previous version to go back to (first deployment): nothing "
+                     "serves.")
     if failed in ("start", "health", "validate") and "start" in names:
         lines.append(f"The new container is kept (stopped) as {remote.failed_container}: "
                      f"`docker logs {remote.failed_container}` on {remote.host} shows its log.")
@@ -704,6 +705,7 @@ def report_step(remote: Remote) -> Step:
 
     def action(ctx: StepContext) -> None:
         result = result_from_record(ctx.values["record"], ctx.values)
+
         def further_back() -> bool:
             try:
                 rollback_target(remote, None)
