@@ -380,3 +380,44 @@ def test_mig_run_imports_only_the_stdlib_and_libpq(pg_url, mdir):
     for _ in range(2):  # applying, then the no-op
         r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
+
+
+def test_mig_bookkeeping_survives_a_migration_that_drops_prepared_statements(pg_url, tmp_path):
+    """Batched bookkeeping runs as prepared statements; a file that may drop them
+    (DEALLOCATE ALL, DISCARD) gets plain bookkeeping and the next batch prepares again."""
+    mdir = tmp_path / "m"
+    write_migration(mdir, "1_a", "CREATE TABLE a (id int);\n")
+    write_migration(mdir, "2_dealloc", "DEALLOCATE ALL;\nCREATE TABLE b (id int);\n")
+    write_migration(mdir, "3_c", "CREATE TABLE c (id int);\n")
+    write_migration(mdir, "4_discard", "DISCARD PLANS;\n")
+    write_migration(mdir, "5_d", "CREATE TABLE d (id int);\n")
+    res = Migrator(pg_url, mdir).run()
+    assert [s.version for s in res.applied] == ["1", "2", "3", "4", "5"]
+    assert all(s.duration_ms is not None and s.duration_ms >= 0 for s in res.applied)
+    assert diesel_rows(pg_url) == ["1", "2", "3", "4", "5"]
+    conv = rows(pg_url, "SELECT version, duration_ms FROM __conveyor_migrations ORDER BY 1")
+    assert [c[0] for c in conv] == ["1", "2", "3", "4", "5"]
+    # each migration's duration is stored with its row, equal to what run() reported
+    assert [c[1] for c in conv] == [s.duration_ms for s in res.applied]
+    assert Migrator(pg_url, mdir).status().problems == []
+
+
+def test_mig_failure_after_earlier_batches_reports_and_keeps_the_earlier_ones(pg_url, tmp_path,
+                                                                             capsys):
+    """A syntax error in a later file of a batch: the whole query is rejected before anything
+    runs (the PREPARE of the bookkeeping too); the earlier files are then applied and the
+    failure reported, and a later run applies the rest once the file is fixed."""
+    mdir = tmp_path / "m"
+    for i in range(1, 6):
+        write_migration(mdir, f"{i}_ok", f"SELECT {i};\n")
+    write_migration(mdir, "6_broken", "SELECT 1;\nSELEC 2;\n")
+    write_migration(mdir, "7_after", "SELECT 7;\n")
+    code, out, err = cli(capsys, "run", "--database-url", pg_url, "--migration-dir", str(mdir))
+    assert code == 1 and "6_broken/up.sql:2:1" in err
+    assert diesel_rows(pg_url) == ["1", "2", "3", "4", "5"]
+    assert rows(pg_url, "SELECT count(*), count(duration_ms) FROM __conveyor_migrations"
+                        " WHERE source = 'conveyor'")[0] == (5, 5)
+    write_migration(mdir, "6_broken", "SELECT 1;\nSELECT 2;\n")
+    code, out, err = cli(capsys, "run", "--database-url", pg_url, "--migration-dir", str(mdir))
+    assert code == 0, err
+    assert diesel_rows(pg_url) == ["1", "2", "3", "4", "5", "6", "7"]

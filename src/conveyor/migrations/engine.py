@@ -92,6 +92,17 @@ _LEXER_SETTINGS = ("standard_conforming_strings", "backslash_quote")
 
 _LOCK_BUSY = "conveyor: migration lock busy"
 
+#: milliseconds since the current transaction began: the duration of a migration that runs in
+#: its own transaction (BEGIN, the file, then this in its bookkeeping)
+_TX_ELAPSED_MS = ("pg_catalog.round((pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()"
+                  " - pg_catalog.transaction_timestamp()) * 1000)::numeric, 3)")
+#: milliseconds since the current query string began
+_QUERY_ELAPSED_MS = ("pg_catalog.round((pg_catalog.date_part('epoch',"
+                     " pg_catalog.clock_timestamp() - pg_catalog.statement_timestamp()) * 1000)"
+                     "::numeric, 3)")
+#: words that may drop prepared statements (DEALLOCATE, DISCARD ALL/PLANS)
+_DROPS_PREPARED = ("deallocate", "discard")
+
 MAX_BATCH_MIGRATIONS = 250
 MAX_BATCH_CHARS = 8_000_000
 
@@ -308,6 +319,10 @@ class _Session:
         self.nonce = os.urandom(6).hex()
         #: (version, duration_ms) of applied migrations, written in the next query
         self.durations: list[tuple[str, float]] = []
+        #: name prefix of the prepared bookkeeping statements (None: not prepared, or maybe
+        #: deallocated by a migration), and how many sets were prepared
+        self.prepared: str | None = None
+        self.prepare_count = 0
 
     def flush_sql(self) -> str:
         if not self.durations:
@@ -580,14 +595,31 @@ class Migrator:
                 result.adopted.append(m.version)
         return "".join(parts)
 
+    def _prepare_sql(self, s: _Session) -> str:
+        """PREPARE the bookkeeping of a migration applied in its own transaction: executing a
+        prepared statement saves PostgreSQL parsing and planning both INSERTs for every
+        migration (a third of the server's time on a batch of trivial migrations). Diesel's
+        row is the same: only the version, ``run_on`` from its default (Diesel itself binds
+        the version as a parameter)."""
+        s.prepare_count += 1
+        name = f"conveyor_{s.nonce}_{s.prepare_count}"
+        s.prepared = name
+        return (
+            f"PREPARE {name}_d(text) AS INSERT INTO {s.diesel} (version) VALUES ($1);\n"
+            f"PREPARE {name}_c(text, text, text, text) AS INSERT INTO {s.conveyor}"
+            " (version, name, checksum, applied_at, duration_ms, applied_by, source)"
+            f" VALUES ($1, $2, $3, pg_catalog.clock_timestamp(), {_TX_ELAPSED_MS},"
+            f" {pq.quote_literal(self.applied_by)}, 'conveyor') RETURNING $4, duration_ms;\n"
+        )
+
     def _bookkeeping(self, s: _Session, m: Migration, direction: str, sql: str,
-                     marker: str) -> str:
+                     marker: str, own_tx: bool = False) -> str:
         """What follows a migration's body: restore search_path when the file mentions it (as
         Diesel does after every migration), write both tables, and return the end marker with
-        the milliseconds elapsed since the query started."""
+        a time in milliseconds: with ``own_tx`` (the migration runs in a transaction of its
+        own, begun just before it) the migration's duration, also stored in conveyor's table;
+        otherwise the time elapsed since the query started (durations written later)."""
         v = pq.quote_literal(m.version)
-        elapsed = ("pg_catalog.round((pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()"
-                   " - pg_catalog.statement_timestamp()) * 1000)::numeric, 3)")
         out = ""
         if "search_path" in sql.lower():
             out = (f"SELECT pg_catalog.set_config('search_path', "
@@ -596,15 +628,26 @@ class Migrator:
             return (out
                     + f"DELETE FROM {s.diesel} WHERE version = {v};\n"
                     + f"DELETE FROM {s.conveyor} WHERE version = {v};\n"
-                    + f"SELECT '{marker}', {elapsed};\n")
+                    + f"SELECT '{marker}', {_TX_ELAPSED_MS if own_tx else _QUERY_ELAPSED_MS};\n")
+        if own_tx and s.prepared is not None:
+            name = s.prepared
+            return (out
+                    + f"EXECUTE {name}_d({v});\n"
+                    + f"EXECUTE {name}_c({v}, {pq.quote_literal(m.name)},"
+                    f" {pq.quote_literal(m.checksum)}, '{marker}');\n")
+        if own_tx:
+            duration_col, duration, returned = ", duration_ms", f", {_TX_ELAPSED_MS}", "duration_ms"
+        else:
+            duration_col, duration, returned = "", "", _QUERY_ELAPSED_MS
         return (
             out
             # Diesel's own bookkeeping: only the version; run_on takes its default
             + f"INSERT INTO {s.diesel} (version) VALUES ({v});\n"
-            + f"INSERT INTO {s.conveyor} (version, name, checksum, applied_at, applied_by, source)"
+            + f"INSERT INTO {s.conveyor} (version, name, checksum, applied_at{duration_col},"
+            " applied_by, source)"
             f" VALUES ({v}, {pq.quote_literal(m.name)}, {pq.quote_literal(m.checksum)},"
-            f" pg_catalog.clock_timestamp(), {pq.quote_literal(self.applied_by)}, 'conveyor')"
-            f" RETURNING '{marker}', {elapsed};\n"
+            f" pg_catalog.clock_timestamp(){duration}, {pq.quote_literal(self.applied_by)},"
+            f" 'conveyor') RETURNING '{marker}', {returned};\n"
         )
 
     def _finish(self, s: _Session) -> None:
@@ -622,7 +665,11 @@ class Migrator:
                     # its own transaction: a BEGIN after it would otherwise absorb it into the
                     # first migration's transaction
                     msg.add("BEGIN;\n" + flush + "COMMIT;\n")
-                    msg.leading_results = 3
+                    msg.leading_results += 3
+            if first_tx and not single_transaction and s.prepared is None \
+                    and steps[i][1] == "up":
+                msg.add(self._prepare_sql(s))
+                msg.leading_results += 2
             if single_transaction:
                 msg.add("BEGIN;\n")
             first = i
@@ -648,12 +695,19 @@ class Migrator:
                 else:
                     msg.add("BEGIN;\n")
                     lead = msg.leading_results + 1 if k == 0 else 2
+                lowered = sql.lower()
+                drops_prepared = any(x in lowered for x in _DROPS_PREPARED)
+                if drops_prepared:
+                    s.prepared = None  # this file may drop them: its own bookkeeping is plain
                 msg.add_segment(m, direction, sql, start, lead,
-                                "\n;\n" + self._bookkeeping(s, m, direction, sql, marker)
+                                "\n;\n" + self._bookkeeping(s, m, direction, sql, marker,
+                                                            own_tx=not single_transaction)
                                 + ("" if single_transaction else "COMMIT;\n"))
                 i += 1
-                if not single_transaction and any(x in sql.lower() for x in _LEXER_SETTINGS):
+                if not single_transaction and any(x in lowered for x in _LEXER_SETTINGS):
                     break
+                if drops_prepared:
+                    break  # the next message prepares the statements again
             if single_transaction and i >= len(steps):
                 msg.add("COMMIT;\n")
             self._send(s, msg, result, single_transaction)
@@ -676,6 +730,7 @@ class Migrator:
                 "together with its bookkeeping, so the tables tell the truth).",
             ) from None
         except pq.PgError as exc:
+            s.prepared = None  # the PREPARE may not have run: the next message prepares again
             raise self._failure(s, msg, exc, result, single_transaction) from None
         if alone:
             duration = round((time.perf_counter() - t0) * 1000, 3)
@@ -693,28 +748,34 @@ class Migrator:
                 ) from None
             self._record_step(s, result, m, seg0.direction, duration)
             return
-        self._record_markers(s, msg, results, result, upto=None)
+        self._record_markers(s, msg, results, result, upto=None,
+                             own_tx=not single_transaction)
 
     def _record_markers(self, s: _Session, msg: _Message, results: list, result: RunResult,
-                        upto: int | None) -> int:
-        """Record the steps whose end marker is among ``results``; return how many."""
+                        upto: int | None, own_tx: bool) -> int:
+        """Record the steps whose end marker is among ``results``; return how many.
+        ``own_tx``: each marker carries its migration's duration (already stored), otherwise
+        the time elapsed since the query started."""
         previous = 0.0
         count = 0
         for _, k, elapsed in _markers(results, s.nonce):
             if upto is not None and k >= upto:
                 break
             seg = msg.segments[k]
-            duration = None if elapsed is None else round(max(0.0, elapsed - previous), 3)
-            previous = elapsed if elapsed is not None else previous
-            self._record_step(s, result, seg.migration, seg.direction, duration)
+            if own_tx:
+                duration = elapsed
+            else:
+                duration = None if elapsed is None else round(max(0.0, elapsed - previous), 3)
+                previous = elapsed if elapsed is not None else previous
+            self._record_step(s, result, seg.migration, seg.direction, duration, stored=own_tx)
             count += 1
         return count
 
     def _record_step(self, s: _Session, result: RunResult, m: Migration, direction: str,
-                     duration: float | None) -> None:
+                     duration: float | None, stored: bool = False) -> None:
         step = StepResult(m.version, m.name, direction, duration)
         result.steps.append(step)
-        if direction == "up" and duration is not None:
+        if direction == "up" and duration is not None and not stored:
             s.durations.append((m.version, duration))
         self._emit("done", step=step)
 
@@ -739,7 +800,7 @@ class Migrator:
         if s.conn.transaction_status in (pq.TRANS_INERROR, pq.TRANS_INTRANS):
             cleanup = "ROLLBACK;\n"
         if not single_transaction:
-            self._record_markers(s, msg, results, result, upto=k_fail)
+            self._record_markers(s, msg, results, result, upto=k_fail, own_tx=True)
         else:
             s.durations = []  # everything was rolled back
         failure = self._describe_failure(s, msg, seg, k_fail, exc, markers, single_transaction)

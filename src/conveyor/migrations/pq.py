@@ -132,6 +132,14 @@ class _CtypesBackend:
             f = getattr(lib, fname)
             f.argtypes = args
             f.restype = res
+        # The calls made for every result are the libpq functions themselves (no wrapper):
+        # a batch of 500 migrations returns ~2500 results.
+        self.consume_input = lib.PQconsumeInput
+        self.is_busy = lib.PQisBusy
+        self.get_result = lib.PQgetResult  # None for NULL (restype c_void_p)
+        self.result_status = lib.PQresultStatus
+        self.clear = lib.PQclear
+        self._ntuples, self._nfields, self._getvalue = lib.PQntuples, lib.PQnfields, lib.PQgetvalue
         self._notice_type = C.CFUNCTYPE(None, C.c_void_p, C.c_char_p)
         lib.PQsetNoticeProcessor.argtypes = [P, self._notice_type, P]
         lib.PQsetNoticeProcessor.restype = P
@@ -167,15 +175,6 @@ class _CtypesBackend:
     def socket(self, h) -> int:
         return self.lib.PQsocket(h)
 
-    def consume_input(self, h) -> bool:
-        return bool(self.lib.PQconsumeInput(h))
-
-    def is_busy(self, h) -> bool:
-        return bool(self.lib.PQisBusy(h))
-
-    def get_result(self, h):
-        return self.lib.PQgetResult(h) or None
-
     def transaction_status(self, h) -> int:
         return self.lib.PQtransactionStatus(h)
 
@@ -205,9 +204,6 @@ class _CtypesBackend:
             break
 
     # results
-    def result_status(self, r) -> int:
-        return self.lib.PQresultStatus(r)
-
     def error_field(self, r, code: int) -> str | None:
         return _dec(self.lib.PQresultErrorField(r, code))
 
@@ -228,14 +224,10 @@ class _CtypesBackend:
             ))
         return out
 
-    def is_marker(self, r, prefix: str) -> bool:
-        lib = self.lib
-        if lib.PQntuples(r) != 1 or lib.PQnfields(r) < 1 or lib.PQgetisnull(r, 0, 0):
-            return False
-        return lib.PQgetvalue(r, 0, 0).startswith(prefix.encode())
-
-    def clear(self, r) -> None:
-        self.lib.PQclear(r)
+    def is_marker(self, r, prefix: bytes) -> bool:
+        # PQgetvalue gives b"" for NULL, which never starts with the (non-empty) prefix
+        return (self._ntuples(r) == 1 and self._nfields(r) >= 1
+                and self._getvalue(r, 0, 0).startswith(prefix))
 
 
 class _PsycopgBackend:
@@ -331,11 +323,11 @@ class _PsycopgBackend:
             tuple(_dec(r.get_value(i, j)) for j in range(r.nfields)) for i in range(r.ntuples)
         ]
 
-    def is_marker(self, r, prefix: str) -> bool:
+    def is_marker(self, r, prefix: bytes) -> bool:
         if r.ntuples != 1 or r.nfields < 1:
             return False
         v = r.get_value(0, 0)
-        return v is not None and v.startswith(prefix.encode())
+        return v is not None and v.startswith(prefix)
 
     def clear(self, r) -> None:
         r.clear()
@@ -436,13 +428,12 @@ class Connection:
         self.close()
 
     def _wait(self) -> None:
+        """Until ``get_result`` would not block (``select()``: Ctrl-C interrupts the wait)."""
         b, h = self._b, self._h
-        while True:
+        while b.is_busy(h):  # parses what was already received
+            select.select([b.socket(h)], [], [])
             if not b.consume_input(h):
                 raise ConnectError(b.error_message(h) or "connection lost")
-            if not b.is_busy(h):
-                return
-            select.select([b.socket(h)], [], [])
 
     def execute(self, sql: str, only_rows_starting: str | None = None) -> list[Result]:
         """Run ``sql`` (possibly many statements) as one simple query; return every result.
@@ -461,42 +452,50 @@ class Connection:
             raise ConnectError(b.error_message(h) or "could not send the query")
         results: list[Result] = []
         error: PgError | None = None
+        prefix = None if only_rows_starting is None else only_rows_starting.encode("utf-8")
+        # the per-result calls, bound once (this loop runs once per statement of the query)
+        is_busy, get_result, result_status, clear = (b.is_busy, b.get_result, b.result_status,
+                                                     b.clear)
+        append = results.append
         try:
             while True:
-                self._wait()
-                r = b.get_result(h)
+                if is_busy(h):
+                    self._wait()
+                r = get_result(h)
                 if r is None:
                     break
                 try:
-                    st = b.result_status(r)
-                    if st in (FATAL_ERROR, BAD_RESPONSE):
+                    st = result_status(r)
+                    if st == COMMAND_OK:
+                        append(Result(st, "", []))
+                    elif st == TUPLES_OK:
+                        if prefix is None or b.is_marker(r, prefix):
+                            append(Result(st, "", b.rows(r)))
+                        else:
+                            append(Result(st, "", []))
+                    elif st in (FATAL_ERROR, BAD_RESPONSE):
                         if error is None:
                             fields = {k: b.error_field(r, c) for k, c in _FIELDS.items()}
                             if not fields.get("message"):
                                 fields["message"] = b.result_error_message(r) or b.error_message(h)
                             error = PgError(fields, results)
-                    elif st == TUPLES_OK:
-                        if only_rows_starting is None or b.is_marker(r, only_rows_starting):
-                            results.append(Result(st, "", b.rows(r)))
-                        else:
-                            results.append(Result(st, "", []))
                     elif st == COPY_IN:
                         b.put_copy_end(h, b"COPY FROM STDIN is not supported in migrations")
                     elif st == COPY_OUT:
                         b.drain_copy_out(h)
                     else:
-                        results.append(Result(st, "", []))
+                        append(Result(st, "", []))
                 finally:
-                    b.clear(r)
+                    clear(r)
         except KeyboardInterrupt:
             b.cancel(h)
             try:
                 while True:  # drain what the cancelled query still sends
                     self._wait()
-                    r = b.get_result(h)
+                    r = get_result(h)
                     if r is None:
                         break
-                    b.clear(r)
+                    clear(r)
             except (ConnectError, KeyboardInterrupt):
                 pass
             raise
