@@ -221,3 +221,9 @@ def test_cli_typer_exit_code_passes_through():
     with pytest.raises(SystemExit) as info:
         run(["zz-exit-test"])
     assert info.value.code == 7
+
+
+def test_cli_unknown_option_is_a_usage_error_not_a_traceback():
+    r = _cli("config", "check", "--bogus")
+    assert r.returncode == 2
+    assert "No such option: --bogus" in r.stderr and "Traceback" not in r.stderr

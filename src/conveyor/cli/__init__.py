@@ -154,22 +154,15 @@ def render_error(exc: ConveyorError) -> None:
 
 
 def run(argv: list[str] | None = None) -> None:
+    """Run the CLI. Click's standalone mode renders usage errors (exit 2), `Exit` codes and
+    Ctrl-C; conveyor's own typed errors are rendered here, once."""
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv or "-v" in argv
     try:
-        # with standalone_mode=False click *returns* the code of a typer.Exit
-        rv = app(args=argv, prog_name="conveyor", standalone_mode=False)
+        app(args=argv, prog_name="conveyor", standalone_mode=True)
     except ConveyorError as exc:
         if verbose:
             raise
         render_error(exc)
         raise SystemExit(exc.exit_code) from None
-    except typer.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        raise SystemExit(130) from None
-    except __import__("click").exceptions.ClickException as exc:
-        exc.show()
-        raise SystemExit(exc.exit_code) from None
-    raise SystemExit(rv if isinstance(rv, int) else 0)
+    raise SystemExit(0)
