@@ -333,6 +333,63 @@ class _Session:
                 " AS v(version, d) WHERE c.version = v.version;\n")
 
 
+class _Connecting:
+    """``pq.connect(conninfo)`` in a thread of its own (``_thread``: importing ``threading``
+    costs ~4 ms of start-up). ``result()`` waits for it and returns the connection or raises
+    the error; ``abandon()`` closes it, now or when it is made."""
+
+    def __init__(self, conninfo: str) -> None:
+        import _thread
+
+        self._conninfo = conninfo
+        self._conn: pq.Connection | None = None
+        self._error: BaseException | None = None
+        self._abandoned = False
+        self._mutex = _thread.allocate_lock()
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        try:
+            _thread.start_new_thread(self._run, ())
+        except RuntimeError:  # no thread available: connect when asked, in the caller's thread
+            self._done = None
+
+    def _run(self) -> None:
+        conn = error = None
+        try:
+            conn = pq.connect(self._conninfo)
+        except BaseException as exc:  # handed over to the thread that waits for the result
+            error = exc
+        with self._mutex:
+            if self._abandoned:
+                if conn is not None:
+                    conn.close()
+            else:
+                self._conn, self._error = conn, error
+        self._done.release()
+
+    def result(self) -> pq.Connection:
+        if self._done is None:
+            return pq.connect(self._conninfo)
+        try:
+            self._done.acquire()  # interruptible (Ctrl-C)
+        except BaseException:
+            self.abandon()
+            raise
+        self._done.release()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        assert self._conn is not None
+        return self._conn
+
+    def abandon(self) -> None:
+        with self._mutex:
+            self._abandoned = True
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
 class Migrator:
     """Apply, revert and inspect the Diesel-layout migrations in ``migrations_dir``.
 
@@ -369,8 +426,8 @@ class Migrator:
 
     def status(self) -> Status:
         """Applied and pending migrations and problems (read-only: creates no table)."""
-        migrations = self.discover()
-        with self._connect() as conn:
+        migrations, conn = self._discover_and_connect()
+        with conn:
             conn.execute(SESSION_SETUP)
             exists = conn.query(
                 "SELECT pg_catalog.to_regclass('__diesel_schema_migrations') IS NOT NULL,"
@@ -391,8 +448,8 @@ class Migrator:
         """Apply every pending migration, in version order, each in its own transaction
         (unless ``run_in_transaction = false``)."""
         t0 = time.perf_counter()
-        migrations = self.discover()
-        with self._connect() as conn:
+        migrations, conn = self._discover_and_connect()
+        with conn:
             s = self._lock_and_setup(conn)
             status = _build_status(migrations, s.rows)
             blocking = status.blocking_problems
@@ -412,8 +469,8 @@ class Migrator:
     def revert(self, n: int | None = 1, *, all: bool = False) -> RunResult:
         """Revert the last ``n`` applied migrations (Diesel: by version, descending), or all."""
         t0 = time.perf_counter()
-        migrations = self.discover()
-        with self._connect() as conn:
+        migrations, conn = self._discover_and_connect()
+        with conn:
             s = self._lock_and_setup(conn)
             status = _build_status(migrations, s.rows)
             targets = list(reversed(status.applied))
@@ -432,8 +489,8 @@ class Migrator:
         """Revert the last ``n`` (or all) applied migrations and apply them again; in one
         transaction when all of them are transactional (as diesel_cli does)."""
         t0 = time.perf_counter()
-        migrations = self.discover()
-        with self._connect() as conn:
+        migrations, conn = self._discover_and_connect()
+        with conn:
             s = self._lock_and_setup(conn)
             status = _build_status(migrations, s.rows)
             targets = list(reversed(status.applied))
@@ -457,9 +514,21 @@ class Migrator:
         if self.on_event is not None:
             self.on_event(event, **data)
 
-    def _connect(self) -> pq.Connection:
+    def _discover_and_connect(self) -> tuple[list[Migration], pq.Connection]:
+        """Read the migrations while libpq connects in another thread: connecting is mostly
+        waiting for the server (a backend's start, SCRAM's round trips), so the two overlap.
+        A discovery error still wins (the connection, once made, is closed)."""
+        connecting = _Connecting(self.conninfo)
         try:
-            conn = pq.connect(self.conninfo)
+            migrations = self.discover()
+        except BaseException:
+            connecting.abandon()
+            raise
+        return migrations, self._connect(connecting)
+
+    def _connect(self, connecting: _Connecting | None = None) -> pq.Connection:
+        try:
+            conn = pq.connect(self.conninfo) if connecting is None else connecting.result()
         except pq.ConnectError as exc:
             raise ConnectionFailed(
                 f"Cannot connect to the database {mask_secrets(_describe_target(self.conninfo))}: "
