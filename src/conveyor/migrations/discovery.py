@@ -62,10 +62,14 @@ class Migration:
 
     def __init__(self, version: str, name: str, directory: Path, up_sql: str,
                  down_sql: str | None, run_in_transaction: bool, checksum: str) -> None:
-        for key, value in (("version", version), ("name", name), ("_dir", directory),
-                           ("up_sql", up_sql), ("_down", down_sql),
-                           ("run_in_transaction", run_in_transaction), ("checksum", checksum)):
-            object.__setattr__(self, key, value)
+        set_ = object.__setattr__  # __setattr__ refuses (immutable)
+        set_(self, "version", version)
+        set_(self, "name", name)
+        set_(self, "_dir", directory)
+        set_(self, "up_sql", up_sql)
+        set_(self, "_down", down_sql)
+        set_(self, "run_in_transaction", run_in_transaction)
+        set_(self, "checksum", checksum)
 
     @property
     def directory(self) -> Path:
@@ -255,11 +259,13 @@ def _run_in_transaction(path) -> bool:
     return value
 
 
-def load_migration(directory: Path | str, names: list[str] | None = None) -> Migration:
+def load_migration(directory: Path | str, names: list[str] | None = None, *,
+                   _name: str | None = None) -> Migration:
     """Read one migration directory (which must contain up.sql). ``names``: its file names,
-    when the caller has listed it already."""
+    when the caller has listed it already. (``_name``: the directory's base name, when
+    ``discover`` knows it; ``directory`` is then a plain joined path.)"""
     dir_s = os.fspath(directory)
-    name = os.path.basename(dir_s)
+    name = _name if _name is not None else os.path.basename(dir_s)
     version = version_from_name(name)
     if not version:
         raise DiscoveryError(
@@ -277,7 +283,8 @@ def load_migration(directory: Path | str, names: list[str] | None = None) -> Mig
             "Shorten the part of the name before the first '_' (the version is that part "
             "with every '-' removed).",
         )
-    up_path = os.path.join(dir_s, "up.sql")
+    base = dir_s + os.sep if _name is not None else os.path.join(dir_s, "")
+    up_path = base + "up.sql"
     try:
         up_bytes = _read_bytes(up_path)
     except FileNotFoundError:
@@ -298,7 +305,7 @@ def load_migration(directory: Path | str, names: list[str] | None = None) -> Mig
         directory=directory,
         up_sql=up_sql,
         down_sql=_UNREAD if names is None or "down.sql" in names else None,
-        run_in_transaction=(_run_in_transaction(os.path.join(dir_s, "metadata.toml"))
+        run_in_transaction=(_run_in_transaction(base + "metadata.toml")
                             if names is None or "metadata.toml" in names else True),
         checksum=checksum_of(up_bytes),
     )
@@ -339,7 +346,7 @@ def discover(directory: Path | str) -> list[Migration]:
         path = entry.path
         try:
             # up.sql is opened directly (listing each directory would cost more than reading)
-            migration = load_migration(path)
+            migration = load_migration(path, _name=entry.name)
         except _NoUpSql:
             try:
                 names = [n for n in os.listdir(path) if not n.startswith(".")]
