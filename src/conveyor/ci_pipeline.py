@@ -9,7 +9,9 @@ later ones are reported as not run):
 conveyor-managed database only when missing), so the first pipeline on a new VM just works.
 `deploy dev` is the dev stage of `conveyor deploy dev` (lock, waiting for another pipeline's
 deploy; pull by digest; migrate; replace; health; record; unlock); `test` is its test step,
-reported as a stage of its own. `promote prod` needs the default branch.
+reported as a stage of its own. `promote prod` needs the default branch: it is the prod stage
+(`conveyor.stages.prod.promote_for_ci`, what `conveyor promote dev prod` runs) with the digest
+that passed dev in this job.
 
 The report (`CiReport`) renders as one JUnit file (a `conveyor` suite with one case per stage
 and per deploy step, plus the app's own test suites) and as a Markdown summary that says which
@@ -149,7 +151,16 @@ def check_can_run(cfg, ci: CiEnv, opts: CiOptions) -> None:
         raise CiRefused(f"environment {opts.dev_env!r} has no host: `conveyor ci` deploys to a "
                         "remote environment", hint="pass --env NAME of a remote environment")
     if opts.promote:
-        cfg.environment(opts.prod_env)
+        prod = cfg.environment(opts.prod_env)
+        if prod.promote_from and prod.promote_from != opts.dev_env:
+            raise CiRefused(f"--promote: {opts.prod_env} is promoted from {prod.promote_from}, "
+                            f"not from {opts.dev_env} (the environment this job tests)",
+                            hint=f"run the job with --env {prod.promote_from}, or change "
+                            f"environments.{opts.prod_env}.promote_from")
+        if not prod.is_remote:
+            raise CiRefused(f"environment {opts.prod_env!r} has no host: --promote deploys to a "
+                            "remote environment", hint="pass --prod-env NAME of a remote "
+                            "environment")
         if ci.on_default_branch is not True:
             where = f"branch {ci.branch!r}" if ci.branch else "a detached HEAD"
             default = ci.default_branch or "unknown"
@@ -307,8 +318,16 @@ def _deploy(cfg, opts: CiOptions, report: CiReport, st: StageReport, emit, state
 
 
 def _promote(cfg, opts: CiOptions, st: StageReport, emit, state: dict) -> None:
+    """The prod stage with the digest that passed dev in this job (`choose_image` finds the
+    dev deployment just recorded). It fills the stage and raises the failing step's error; an
+    error before its plan ran (e.g. the image did not pass) leaves the stage for `_fail`."""
     promote_fn = _promote_function()
-    promote_fn(cfg, opts.prod_env, state["image"], emit=emit, stage=st)
+    try:
+        promote_fn(cfg, opts.prod_env, state["image"], emit=emit, stage=st,
+                   source=opts.dev_env, wait_timeout=opts.wait_timeout)
+    except ConveyorError as exc:
+        if st.status != "failed":
+            _fail(st, exc)
 
 
 def _merge(red: Redactor, remote) -> None:
@@ -490,7 +509,7 @@ def junit_xml(report: CiReport) -> bytes:
     root = ET.Element("testsuites", name=f"conveyor ci {report.app}")
     cases: list[tuple[str, str, float, str | None, str | None, list[str]]] = []
     for s in report.stages:
-        if s.steps and s.name.startswith("deploy"):
+        if s.steps and s.name.startswith(("deploy", "promote")):
             for step in s.steps:
                 st = "ok" if step["status"] == "ok" else (
                     "failed" if step["status"] in ("failed", "undo-failed") else step["status"])

@@ -145,3 +145,15 @@ def test_promote_refused_off_the_default_branch(monkeypatch) -> None:
         check_can_run(cfg, GH, CiOptions(dev_env="local"))
     assert stage_names(CiOptions(promote=True, setup=False)) == \
         ["build", "push", "deploy dev", "test", "promote prod"]
+
+
+def test_promote_refused_when_prod_takes_its_images_from_another_environment(tmp_path) -> None:
+    on_main = CiEnv(system="git", branch="main", commit=None, default_branch="main")
+    with pytest.raises(CiRefused, match=r"environment 'local' has no host: --promote"):
+        check_can_run(load_config(EXAMPLE), on_main, CiOptions(promote=True, prod_env="local"))
+    text = (EXAMPLE / "conveyor.toml").read_text()
+    assert text.count('promote_from = "dev"') == 1
+    (tmp_path / "conveyor.toml").write_text(text.replace('promote_from = "dev"',
+                                                         'promote_from = "local"'))
+    with pytest.raises(CiRefused, match=r"--promote: prod is promoted from local, not from dev"):
+        check_can_run(load_config(tmp_path), on_main, CiOptions(promote=True))

@@ -56,15 +56,13 @@ def _finish(r, remote, dep, result, *, what: str, success: str, as_json: bool,
         c = r.console
         from rich.markup import escape
 
+        from conveyor.stages.prod import outcome_text
+
         c.print(f"[bold red]{what} {rec['id']} failed[/bold red]"
                 + (f" at step [bold]{out['failed_step']}[/bold]" if out.get("failed_step")
                    else ""))
-        for line in out.get("lines", []):
-            c.print("  " + escape(remote.redactor(line)))
-        if out.get("commands"):
-            c.print("  To go further back:")
-            for cmd in out["commands"]:
-                c.print("    " + escape(cmd))
+        for line in outcome_text(dep):
+            c.print("  " + escape(line))
     else:
         r.result({"deployment": rec})
     raise result.error
@@ -77,34 +75,25 @@ def deploy_promoted(ctx: typer.Context | None, env: str, project_dir: Path, *,
                     summary: Path | None = None, dry_run: bool = False, as_json: bool = False,
                     source: str | None = None) -> None:
     """`conveyor deploy ENV` for an environment with `promote_from` (and `conveyor promote`)."""
-    from conveyor.stages.prod import ProdOptions, choose_image, prod_plans, run_prod
-    from conveyor.stages.remote import Remote
+    from conveyor.stages.prod import ProdOptions, plan_promotion, run_prod
 
     cfg = _load(project_dir)
-    remote = Remote(cfg, env)
-    src = source or remote.env.promote_from
-    img, provenance = choose_image(cfg, env, image, force=force, source=src)
     opts = ProdOptions(project_dir=cfg.root_dir, allow_destructive=allow_destructive,
                        validate=validate, wait=wait, wait_timeout=wait_timeout,
                        junit=junit.resolve() if junit is not None else None)
-    kind = "deploy" if provenance.get("forced") else "promote"
-    dep = prod_plans(remote, img, opts, provenance=provenance, kind=kind)
+    promo = plan_promotion(cfg, env, image, opts, force=force, source=source)
+    remote, img, dep, kind = promo.remote, promo.image, promo.dep, promo.kind
     r = _renderer(ctx, as_json, remote.redactor)
-    if provenance.get("forced"):
-        warning = (f"WARNING: {img.ref} has NOT passed {src or 'any environment'}; deploying it "
-                   f"to {env} because of --force (the record says so)")
+    if promo.warning:
         if r.json_mode:
-            r.message(warning)
+            r.message(promo.warning)
         else:
-            r.console.print(f"[bold red]{warning}[/bold red]")
+            r.console.print(f"[bold red]{promo.warning}[/bold red]")
     if dry_run:
         _print_plan(r, dep.describe(), f"{kind} {img.ref} to {env} ({remote.host})")
         return
     if not r.json_mode:
-        origin = (f"passed {provenance['source']} in deployment "
-                  f"{provenance['source_deployment']}" if provenance.get("source_deployment")
-                  else "forced")
-        r.console.print(f"{kind} [bold]{img.ref}[/bold] ({origin}) to [bold]{env}[/bold] "
+        r.console.print(f"{kind} [bold]{img.ref}[/bold] ({promo.origin}) to [bold]{env}[/bold] "
                         f"({remote.host}), deployment {dep.record.id}")
     try:
         result = run_prod(dep, _emitter(r, STREAMED))

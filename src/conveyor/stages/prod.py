@@ -777,6 +777,148 @@ def run_prod(dep: Deployment, emit) -> PlanResult:
     return run_deployment(dep, emit)
 
 
+@dataclass
+class Promotion:
+    """A planned promotion: the target environment, the image chosen for it and where that
+    image comes from, and the deployment (`prod_plans`) that puts it there."""
+
+    remote: Remote
+    image: ImageRef
+    provenance: dict[str, Any]
+    kind: str  # "promote"; "deploy" when --force put in an image that did not pass `source`
+    source: str | None
+    dep: Deployment
+
+    @property
+    def forced(self) -> bool:
+        return bool(self.provenance.get("forced"))
+
+    @property
+    def origin(self) -> str:
+        p = self.provenance
+        if p.get("source_deployment"):
+            return f"passed {p['source']} in deployment {p['source_deployment']}"
+        return "forced"
+
+    @property
+    def warning(self) -> str | None:
+        if not self.forced:
+            return None
+        return (f"WARNING: {self.image.ref} has NOT passed {self.source or 'any environment'}; "
+                f"deploying it to {self.remote.name} because of --force (the record says so)")
+
+
+def plan_promotion(cfg: Config, env_name: str, image: str | ImageRef | None, opts: ProdOptions,
+                   *, force: bool = False, source: str | None = None) -> Promotion:
+    """`conveyor deploy ENV` / `conveyor promote SOURCE ENV` / `conveyor ci --promote`, planned:
+    the image (`choose_image`: one that passed `source`, default the environment's
+    `promote_from`; anything else only with `force`) and the prod plans for it. Nothing runs."""
+    remote = Remote(cfg, env_name)
+    src = source or remote.env.promote_from
+    try:
+        wanted = image.ref if isinstance(image, ImageRef) else image
+        img, provenance = choose_image(cfg, env_name, wanted, force=force, source=src)
+    except BaseException:
+        remote.close()
+        raise
+    if isinstance(image, ImageRef) and img.digest == image.digest:
+        # what the caller knows about the image it just pushed (its revision, its tag)
+        img = ImageRef(img.repository, img.digest, img.revision or image.revision,
+                       img.tag or image.tag)
+    kind = "deploy" if provenance.get("forced") else "promote"
+    dep = prod_plans(remote, img, opts, provenance=provenance, kind=kind)
+    return Promotion(remote, img, provenance, kind, src, dep)
+
+
+def outcome_text(dep: Deployment) -> list[str]:
+    """After a failed prod plan, in plain lines (redacted): what serves, what the database holds
+    and the commands that go further back (indented under "To go further back:")."""
+    out = dep.values.get("outcome") or {}
+    lines = list(out.get("lines", []))
+    if out.get("commands"):
+        lines.append("To go further back:")
+        lines += ["  " + cmd for cmd in out["commands"]]
+    return [dep.remote.redactor(line) for line in lines]
+
+
+CI_OUTPUT_TAIL = 40
+
+
+def promote_for_ci(cfg: Config, env_name: str, image: ImageRef, *, emit: Callable[[dict], None],
+                   stage: Any, source: str | None = None,
+                   wait_timeout: float = 1800.0) -> Deployment:
+    """`conveyor ci --promote`: promote to `env_name` exactly the digest that passed `source`
+    (default: the environment's `promote_from`) earlier in this job; never forced, destructive
+    migrations are refused.
+
+    Fills `stage` (a `conveyor.ci_pipeline.StageReport`: status, steps with their durations,
+    the output's tail, error + hint, and after a failure what serves, what the database holds
+    and the commands that go further back). On failure raises the failing step's error (its
+    exit code: 6 migration, 7 health, 10 validation, 11 not promotable, 12 lint, ...); errors
+    before the plan runs (the image did not pass, a config error) are raised unfilled.
+    """
+    opts = ProdOptions(project_dir=cfg.root_dir, wait=True, wait_timeout=wait_timeout)
+    promo = plan_promotion(cfg, env_name, image, opts, source=source)
+    remote, dep = promo.remote, promo.dep
+    red = remote.redactor
+
+    def redacted(event: dict) -> None:  # the prod secrets join the redactor as steps need them
+        emit(red(event))
+
+    redacted({"event": "message", "text": f"{promo.kind} {promo.image.ref} ({promo.origin}) to "
+              f"{remote.name} ({remote.host}), deployment {dep.record.id}"})
+    try:
+        result = run_prod(dep, redacted)
+    finally:
+        remote.close()
+    _fill_ci_stage(stage, promo, result)
+    for fin in dep.values.get("finalize_results", []):
+        if not fin.ok:  # e.g. the record or the unlock failed: the job must say so
+            redacted({"event": "message", "text": f"warning: {fin.plan}: {fin.error}"})
+    if result.error is not None:
+        raise result.error
+    return dep
+
+
+def _fill_ci_stage(stage: Any, promo: Promotion, result: PlanResult) -> None:
+    dep, remote = promo.dep, promo.remote
+    red = remote.redactor
+
+    def tail(lines: list[str]) -> list[str]:
+        return [ln.rstrip("\n") for ln in lines[-CI_OUTPUT_TAIL:]]
+
+    stage.steps = [{"name": s.name, "status": s.status, "duration": s.duration,
+                    "error": s.error, "notes": s.notes} for s in result.steps]
+    stage.duration = sum(s.duration for s in result.steps)
+    output: list[str] = []
+    for s in result.steps:
+        output += s.output
+    notes = [f"{s.name}: {'; '.join(s.notes)}" for s in result.steps
+             if s.notes and s.name in ("plan", "migrate", "validate")]
+    stage.detail = (f"deployment {dep.record.id} ({promo.origin}): {remote.url}"
+                    + (" — " + "; ".join(notes) if notes else ""))
+    failed = next((s for s in result.steps if s.status == "failed"), None)
+    if result.error is None:
+        stage.status = "ok"
+        stage.output = tail(output)
+    else:
+        exc = result.error
+        state = outcome_text(dep)
+        stage.status = "failed"
+        stage.error = "\n".join([str(exc), "", *state]) if state else str(exc)
+        stage.hint = getattr(exc, "hint", None)
+        stage.exit_code = getattr(exc, "exit_code", None) or 1
+        stage.output = tail(failed.output if failed is not None and failed.output else output)
+    for fin in dep.values.get("finalize_results", []):
+        if not fin.ok:
+            stage.output.append(f"warning: {fin.plan}: {fin.error}")
+    stage.detail = red(stage.detail)
+    stage.error = red(stage.error) if stage.error else stage.error
+    stage.hint = red(stage.hint) if stage.hint else stage.hint
+    stage.output = red(stage.output)
+    stage.steps = red(stage.steps)
+
+
 def result_from_record(record: DeploymentRecord, values: dict[str, Any]) -> PlanResult:
     """The main plan's result as run_deployment left it in the record (before finalize)."""
     from conveyor.pipeline import StepResult
