@@ -1,9 +1,10 @@
 """`conveyor ci` end to end on the test bed: a real git repository (a copy of examples/notes on
-a feature branch), the real CLI, the registry on 127.0.0.1:5000 and the dev "VM" on 127.0.1.1.
+a feature branch), the real CLI, the registry on 127.0.0.1:5000, the dev "VM" on 127.0.1.1 and,
+for `--promote` on the default branch, the prod "VM" on 127.0.2.1.
 
-Each module run uses its own app name, image repository and dev port, so it neither meets a
-concurrent session's deployment of the example nor leaves anything behind (the dev VM's objects
-carry the test bed's labels and are removed at the end).
+Each module run uses its own app name, image repository and dev and prod ports, so it neither
+meets a concurrent session's deployment of the example nor leaves anything behind (the VMs'
+objects carry the test bed's labels and are removed at the end).
 """
 
 from __future__ import annotations
@@ -54,23 +55,32 @@ def _replace(text: str, old: str, new: str, count: int) -> str:
 @pytest.fixture(scope="module")
 def bed(testbed) -> dict:
     env = testbed_env()
-    for name in ("CONVEYOR_DEV_HOST", "CONVEYOR_DEV_ADDRESS", "CONVEYOR_REGISTRY",
-                 "CONVEYOR_KNOWN_HOSTS", "CONVEYOR_SSH_KEY", "BASE_PYTHON_IMAGE"):
+    for name in ("CONVEYOR_DEV_HOST", "CONVEYOR_DEV_ADDRESS", "CONVEYOR_PROD_HOST",
+                 "CONVEYOR_PROD_ADDRESS", "CONVEYOR_REGISTRY", "CONVEYOR_KNOWN_HOSTS",
+                 "CONVEYOR_SSH_KEY", "BASE_PYTHON_IMAGE"):
         assert env.get(name), f"scripts/testbed env does not export {name}"
     return env
 
 
 @pytest.fixture(scope="module")
 def app(bed):
-    """A unique app on the dev VM; its containers, network, volume and state are removed after."""
+    """A unique app on the dev and prod VMs; its containers, network, volume, images, state and
+    backups are removed after."""
     name = f"cinotes{secrets.token_hex(3)}"
     port = _free_port(bed["CONVEYOR_DEV_ADDRESS"])
-    yield {"name": name, "port": port, "password": secrets.token_urlsafe(12)}
-    script = (f"docker rm -f {name}-dev-app {name}-dev-app-previous {name}-dev-app-failed "
-              f"{name}-dev-db >/dev/null 2>&1; docker network rm {name}-dev >/dev/null 2>&1; "
-              f"docker volume rm {name}-dev-pgdata >/dev/null 2>&1; "
-              f"rm -rf /var/lib/conveyor/{name}; true")
-    subprocess.run(ssh_argv("dev", "sh", "-c", script), capture_output=True, timeout=120)
+    prod_port = _free_port(bed["CONVEYOR_PROD_ADDRESS"])
+    yield {"name": name, "port": port, "password": secrets.token_urlsafe(12),
+           "prod_port": prod_port, "prod_password": secrets.token_urlsafe(12)}
+    for vm in ("dev", "prod"):
+        script = (f"docker rm -f {name}-{vm}-app {name}-{vm}-app-previous "
+                  f"{name}-{vm}-app-failed {name}-{vm}-app-next {name}-{vm}-db >/dev/null 2>&1; "
+                  f"docker ps -aq --filter label=conveyor.app={name} | xargs -r docker rm -f "
+                  f">/dev/null 2>&1; docker network rm {name}-{vm} >/dev/null 2>&1; "
+                  f"docker volume rm {name}-{vm}-pgdata >/dev/null 2>&1; "
+                  f"docker image ls -q {bed['CONVEYOR_REGISTRY']}/{name} | sort -u | "
+                  f"xargs -r docker image rm -f >/dev/null 2>&1; "
+                  f"rm -rf /var/lib/conveyor/{name}; true")
+        subprocess.run(ssh_argv(vm, "sh", "-c", script), capture_output=True, timeout=120)
     subprocess.run(["sh", "-c", f"docker image ls -q --filter label=conveyor.app={name} | "
                     "xargs -r docker image rm -f"], capture_output=True, timeout=120)
 
@@ -84,11 +94,18 @@ def repo(tmp_path: Path, app) -> Path:
     cfg = (dest / "conveyor.toml").read_text()
     cfg = re.sub(r'(?m)^name = "notes"$', f'name = "{app["name"]}"', cfg, count=1)
     cfg = _replace(cfg, 'image = "notes"', f'image = "{app["name"]}"', 1)
-    cfg = _replace(cfg, "\nport = 8080\n", f"\nport = {app['port']}\n", 2)
-    # everything conveyor creates on the dev VM carries the test bed's labels
-    cfg = _replace(cfg, "[environments.dev.env]",
-                   f'[environments.dev.labels]\n"{TEST_LABEL}" = "1"\n'
-                   f'"{OWNER_LABEL}" = "{os.getpid()}"\n\n[environments.dev.env]', 1)
+    # dev's port, then prod's (in this order in the file)
+    assert cfg.count("\nport = 8080\n") == 2
+    cfg = cfg.replace("\nport = 8080\n", f"\nport = {app['port']}\n", 1)
+    cfg = cfg.replace("\nport = 8080\n", f"\nport = {app['prod_port']}\n", 1)
+    # prod's backups live in the app's state directory (removed with it)
+    cfg = _replace(cfg, 'dir = "/var/lib/conveyor/backups/notes"',
+                   f'dir = "/var/lib/conveyor/{app["name"]}/backups"', 1)
+    # everything conveyor creates on the VMs carries the test bed's labels
+    for env in ("dev", "prod"):
+        cfg = _replace(cfg, f"[environments.{env}.env]",
+                       f'[environments.{env}.labels]\n"{TEST_LABEL}" = "1"\n'
+                       f'"{OWNER_LABEL}" = "{os.getpid()}"\n\n[environments.{env}.env]', 1)
     (dest / "conveyor.toml").write_text(cfg)
     git(dest, "init", "-q", "-b", "main")
     git(dest, "add", "-A")
@@ -97,27 +114,36 @@ def repo(tmp_path: Path, app) -> Path:
     return dest
 
 
-def run_ci(repo: Path, bed: dict, app: dict, *args: str, extra_env: dict | None = None):
+def run_conveyor(repo: Path, bed: dict, app: dict, command: str, *args: str,
+                 extra_env: dict | None = None):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("GITHUB_", "GITLAB_", "CI_", "CONVEYOR_", "NOTES_"))
            and k not in ("CI", "BUILD_ID", "PROJECT_ID", "BRANCH_NAME", "COMMIT_SHA")}
     env.update(bed)
     env["NOTES_DEV_DB_PASSWORD"] = app["password"]
+    env["NOTES_PROD_DB_PASSWORD"] = app["prod_password"]
     env.update(extra_env or {})
     env = {k: v for k, v in env.items() if v is not None}
     uv = shutil.which("uv")
     assert uv, "uv is not on PATH"
-    return subprocess.run([uv, "run", "--project", str(ROOT), "conveyor", "ci", "-C", str(repo),
-                           *args], cwd=repo.parent, env=env, capture_output=True, text=True,
-                          timeout=900)
+    return subprocess.run([uv, "run", "--project", str(ROOT), "conveyor", command, "-C",
+                           str(repo), *args], cwd=repo.parent, env=env, capture_output=True,
+                          text=True, timeout=900, stdin=subprocess.DEVNULL)
+
+
+def run_ci(repo: Path, bed: dict, app: dict, *args: str, extra_env: dict | None = None):
+    return run_conveyor(repo, bed, app, "ci", *args, extra_env=extra_env)
+
+
+def vm_container(vm: str, name: str) -> dict:
+    r = subprocess.run(ssh_argv(vm, "docker", "container", "inspect", name),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)[0]
 
 
 def dev_container(app: dict) -> dict:
-    r = subprocess.run(ssh_argv("dev", "docker", "container", "inspect",
-                                f"{app['name']}-dev-app"), capture_output=True, text=True,
-                       timeout=60)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)[0]
+    return vm_container("dev", f"{app['name']}-dev-app")
 
 
 def registry_has(image: str) -> bool:
@@ -273,3 +299,53 @@ def test_a_missing_secret_fails_the_job_naming_it(repo, bed, app, tmp_path):
     assert "NOTES_DEV_DB_PASSWORD" in text and "not set" in text
     assert re.search(r"\| deploy dev \| ⏭️ not run \|", text)
     assert junit_cases(junit)["conveyor"]["setup dev"].find("failure") is not None
+
+
+def test_promote_on_the_default_branch_puts_the_digest_that_passed_dev_in_prod(repo, bed, app,
+                                                                             tmp_path):
+    """`conveyor ci --promote` on main: build, push, deploy dev, test, then the prod stage with
+    exactly the digest that passed dev in this job (no --force needed), validated on prod."""
+    git(repo, "checkout", "-q", "main")
+    head = git(repo, "rev-parse", "HEAD")
+    # prod's database container is created once, by hand (the CI job sets up dev only)
+    setup = run_conveyor(repo, bed, app, "setup", "prod")
+    assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
+
+    junit, summary = tmp_path / "junit.xml", tmp_path / "summary.md"
+    r = run_ci(repo, bed, app, "--promote", "--junit", str(junit), "--summary", str(summary))
+    assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-5000:]
+
+    pushed = json.loads((repo / ".conveyor" / "images.json").read_text())["pushed"][-1]
+    assert pushed["commit"] == head
+    image = pushed["image"]
+    # the same digest on dev and on prod, each VM's own engine says so
+    assert dev_container(app)["Config"]["Labels"]["conveyor.image"] == image
+    prod = vm_container("prod", f"{app['name']}-prod-app")
+    assert prod["State"]["Running"]
+    assert prod["Config"]["Labels"]["conveyor.image"] == image
+    assert prod["Config"]["Labels"]["org.opencontainers.image.revision"] == head
+    assert prod["Config"]["Labels"]["conveyor.env"] == "prod"
+    url = f"http://{bed['CONVEYOR_PROD_ADDRESS']}:{app['prod_port']}/health"
+    assert url.startswith("http://127.")
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert resp.status == 200 and json.loads(resp.read())["database"] == "ok"
+
+    # the summary lists the promote stage, promoted from this job's dev deployment
+    text = summary.read_text()
+    assert text.startswith(f"## ✅ conveyor ci: {app['name']} passed"), text
+    assert "`main` on local (git)" in text
+    assert re.search(r"\| promote prod \| ✅ ok \|", text), text
+    dev_deployment = re.search(r"\(deployment `([^`]+)`\)", text).group(1)
+    assert f"passed dev in deployment {dev_deployment}" in text
+    assert f":{app['prod_port']}" in text
+    # ... and so does the JUnit file, step by step
+    stages = junit_cases(junit)["conveyor"]
+    for name in ("build", "push", "setup dev", "deploy dev: migrate", "test",
+                 "promote prod: lock", "promote prod: pull", "promote prod: plan",
+                 "promote prod: backup", "promote prod: stop", "promote prod: migrate",
+                 "promote prod: start", "promote prod: health", "promote prod: validate"):
+        assert name in stages, (name, list(stages))
+        assert stages[name].find("failure") is None and stages[name].find("skipped") is None, \
+            name
+    everything = r.stdout + r.stderr + text + junit.read_text()
+    assert app["password"] not in everything and app["prod_password"] not in everything
