@@ -16,9 +16,12 @@ from tests.integration.test_migrations_common import CORPUS, rows, write_migrati
 
 pytestmark = pytest.mark.integration
 
-# `python -m conveyor.migrations ARGS`, after waiting for one byte on stdin (the barrier)
+# `python -m conveyor.migrations ARGS`: imports the engine, says "ready" on stderr, then waits for
+# one byte on stdin (the barrier)
 _CHILD = (
     "import runpy, sys\n"
+    "import conveyor.migrations.cli, conveyor.migrations.engine\n"
+    "sys.stderr.write('ready\\n'); sys.stderr.flush()\n"
     "sys.stdin.buffer.read(1)\n"
     "sys.argv = ['conveyor.migrations'] + sys.argv[1:]\n"
     "runpy.run_module('conveyor.migrations', run_name='__main__', alter_sys=True)\n"
@@ -31,7 +34,8 @@ def start_together(*argvs: list[str], stagger: float = 0.0) -> list[subprocess.C
     procs = [subprocess.Popen([sys.executable, "-c", _CHILD, *argv], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
              for argv in argvs]
-    time.sleep(0.5)  # let both interpreters start and block on the barrier
+    for p in procs:  # both interpreters started and are blocked on the barrier
+        assert p.stderr.readline() == "ready\n"
     for p in procs:  # release them back to back (or `stagger` seconds apart)
         p.stdin.write("x")
         p.stdin.flush()
