@@ -473,10 +473,7 @@ class Migrator:
         with conn:
             s = self._lock_and_setup(conn)
             status = _build_status(migrations, s.rows)
-            targets = list(reversed(status.applied))
-            if not all:
-                targets = targets[: max(0, n or 0)]
-            to_revert = self._revertible(targets)
+            to_revert = self._revertible(_newest_applied(status, n, all))
             result = RunResult(problems=status.problems)
             self._emit("plan", reverting=to_revert, problems=status.problems)
             self._execute_steps(s, [(m, "down") for m in to_revert], result,
@@ -493,10 +490,7 @@ class Migrator:
         with conn:
             s = self._lock_and_setup(conn)
             status = _build_status(migrations, s.rows)
-            targets = list(reversed(status.applied))
-            if not all:
-                targets = targets[: max(0, n or 0)]
-            to_revert = self._revertible(targets)
+            to_revert = self._revertible(_newest_applied(status, n, all))
             steps = [(m, "down") for m in to_revert]
             steps += [(m, "up") for m in sorted(to_revert, key=lambda m: m.version)]
             one_tx = builtins.all(m.run_in_transaction for m in to_revert)
@@ -1008,6 +1002,12 @@ def _parse_rows(value: str | None) -> list[tuple]:
         f[1] = "t" if f[1] == "true" else "f"
         rows.append(tuple(f))
     return rows
+
+
+def _newest_applied(status: Status, n: int | None, all: bool) -> list:
+    """The applied migrations to revert: the newest ``n`` (Diesel: by version, descending)."""
+    targets = list(reversed(status.applied))
+    return targets if all else targets[: max(0, n or 0)]
 
 
 def _build_status(migrations: list[Migration], rows: list[tuple]) -> Status:

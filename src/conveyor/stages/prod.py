@@ -40,6 +40,7 @@ from conveyor.records import DeploymentRecord, actor, new_id
 from conveyor.stages import backup as bk
 from conveyor.stages import remote_migrate
 from conveyor.stages.remote import (
+    acquire_steps,
     SCRIPT_NAMES,
     Deployment,
     ImageRef,
@@ -53,12 +54,10 @@ from conveyor.stages.remote import (
     is_pytest,
     lock_info,
     lock_step,
-    login_step,
     migrate_step,
     migration_status,
     nothing_to_migrate,
     pull_argv,
-    pull_step,
     read_history,
     record_step,
     restore_argv,
@@ -749,13 +748,8 @@ def prod_plans(remote: Remote, image: ImageRef, opts: ProdOptions, *,
                                  "validate": opts.validate})
     record.details["provenance"] = provenance or {}
     info = lock_info(did, image, f"{kind} {remote.name} {image.ref}")
-    steps = [lock_step(remote, info, wait=opts.wait, wait_timeout=opts.wait_timeout,
-                       image=image)]
-    login = login_step(remote)
-    if login:
-        steps.append(login)
+    steps = acquire_steps(remote, image, info, wait=opts.wait, wait_timeout=opts.wait_timeout)
     steps += [
-        pull_step(remote, image),
         plan_step(remote, image, opts),
         bk.backup_step(remote, did, bk.BackupOptions(
             reason=f"before {kind} {did} of {image.ref}", deployment=did)),
@@ -1174,12 +1168,8 @@ def rollback_plans(remote: Remote, target: ImageRef, opts: ProdOptions, *,
                         options={"migrations": opts.migrations, "validate": opts.validate})
     record.details["rollback"] = info or {}
     lock = lock_info(did, target, f"rollback {remote.name} to {target.ref}")
-    steps = [lock_step(remote, lock, wait=opts.wait, wait_timeout=opts.wait_timeout,
-                       image=target)]
-    login = login_step(remote)
-    if login:
-        steps.append(login)
-    steps += [pull_step(remote, target), rollback_plan_step(remote, target, opts)]
+    steps = acquire_steps(remote, target, lock, wait=opts.wait, wait_timeout=opts.wait_timeout)
+    steps.append(rollback_plan_step(remote, target, opts))
     if opts.migrations:
         steps.append(bk.backup_step(remote, did, bk.BackupOptions(
             reason=f"before rollback {did} (--migrations) to {target.ref}", deployment=did)))

@@ -992,6 +992,18 @@ class Deployment:
             {**d, "step": d["step"] + " (always)"} for d in self.finalize.describe()]
 
 
+def acquire_steps(remote: Remote, image: ImageRef, lock: dict[str, Any], *, wait: bool,
+                  wait_timeout: float) -> list[Step]:
+    """The opening of every deployment plan: take the host lock, log in to the registry when
+    credentials are configured, pull the image by digest (before anything stops)."""
+    steps = [lock_step(remote, lock, wait=wait, wait_timeout=wait_timeout, image=image)]
+    login = login_step(remote)
+    if login:
+        steps.append(login)
+    steps.append(pull_step(remote, image))
+    return steps
+
+
 def deploy_plans(remote: Remote, image: ImageRef, opts: DeployOptions, *,
                  deployment_id: str | None = None, kind: str = "deploy") -> Deployment:
     """The dev stage: lock, pull by digest, migrate in a temporary container of the new image,
@@ -1004,13 +1016,9 @@ def deploy_plans(remote: Remote, image: ImageRef, opts: DeployOptions, *,
                               revision=image.revision, url=remote.url,
                               options={"wait": opts.wait, "tests": opts.run_tests})
     info = lock_info(did, image, f"{kind} {remote.name} {image.ref}")
-    steps = [lock_step(remote, info, wait=opts.wait, wait_timeout=opts.wait_timeout,
-                       image=image)]
-    login = login_step(remote)
-    if login:
-        steps.append(login)
-    steps += [pull_step(remote, image), migrate_step(remote, image, did),
-              replace_step(remote, image, did), health_step(remote)]
+    steps = acquire_steps(remote, image, info, wait=opts.wait, wait_timeout=opts.wait_timeout)
+    steps += [migrate_step(remote, image, did), replace_step(remote, image, did),
+              health_step(remote)]
     if opts.run_tests and remote.env.test_command:
         steps.append(test_step(remote, opts.project_dir, junit=opts.junit, deployment_id=did,
                                image=image))
