@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from conveyor import __version__
-from conveyor.errors import ConveyorError, NotImplementedYet
+from conveyor.errors import ConveyorError, exit_codes_text
 
 app = typer.Typer(
     name="conveyor",
@@ -22,6 +22,7 @@ app = typer.Typer(
     "Diesel-compatible migrations, backups and rollback.",
     no_args_is_help=True,
     add_completion=False,
+    epilog="Exit codes:\n\n" + exit_codes_text().replace("\n", "\n\n"),
     pretty_exceptions_enable=False,
 )
 
@@ -95,51 +96,8 @@ def migrate(ctx: typer.Context) -> None:
     raise typer.Exit(migrate_main(list(ctx.args)))
 
 
-def _stub(name: str, issue: str, help_text: str) -> None:
-    def command(
-        ctx: typer.Context,
-    ) -> None:
-        raise NotImplementedYet(f"`conveyor {name}` is not implemented yet (planned in {issue})")
-
-    command.__doc__ = f"(not implemented yet) {help_text}"
-    app.command(name, context_settings={"allow_extra_args": True,
-                                        "ignore_unknown_options": True})(command)
-
-
-# Command modules register themselves on `app`; each lives in its own module so that work on
-# one stage does not touch the others. Commands not registered (yet) get a stub that says so.
-import importlib  # noqa: E402
-
-for _module in ("local", "remote", "prod", "ci"):
-    try:
-        importlib.import_module(f"conveyor.cli.{_module}")
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"conveyor.cli.{_module}":
-            raise
-
-_registered = {c.name for c in app.registered_commands}
-for _name, _issue, _help in [
-    ("up", "issue #4", "Bring the local stack up: build, compose up, migrate, health-check."),
-    ("down", "issue #4", "Stop the local stack (volumes only with --volumes)."),
-    ("test", "issue #4", "Run the project's tests against the running stack."),
-    ("logs", "issue #4", "Show app, database or migration logs."),
-    ("status", "issue #4", "Show containers, health, migrations and drift."),
-    ("build", "issue #5", "Build the app image, tagged with the git commit."),
-    ("push", "issue #5", "Push the app image to the registry and record its digest."),
-    ("setup", "issue #5", "Prepare an environment's host (database container, network)."),
-    ("deploy", "issue #5", "Deploy an image to an environment."),
-    ("history", "issue #5", "Show an environment's deployments."),
-    ("hosts", "issue #5", "Inspect and trust SSH host keys."),
-    ("promote", "issue #6", "Promote the image that passed one environment to another."),
-    ("rollback", "issue #6", "Go back to a previous deployment."),
-    ("backup", "issue #6", "Back up an environment's database."),
-    ("backups", "issue #6", "List an environment's backups."),
-    ("restore", "issue #6", "Restore an environment's database from a backup."),
-    ("ci", "issue #7", "Run the pipeline for the current branch."),
-    ("init", "issue #7", "Write a conveyor.toml and a CI file for this repository."),
-]:
-    if _name not in _registered:
-        _stub(_name, _issue, _help)
+# Command modules register themselves on `app`; each lives in its own module.
+from conveyor.cli import ci, local, prod, remote  # noqa: E402,F401
 
 
 def render_error(exc: ConveyorError) -> None:

@@ -1,0 +1,60 @@
+"""Shell scripts that run on an environment's host, shipped as package data (`*.sh` here).
+
+Each script is fixed text: every value reaches it as a positional argument ("$1"...), quoted by
+`shlex.join`, or on stdin. They are POSIX sh, shellcheck-clean, and each is tested by running it
+with `sh` on a temporary directory (tests/unit/host).
+
+    script("lock")      the text of lock.sh
+    argv("lock", ...)   ("sh", "-c", <text>, "conveyor-lock", ...): one argv for a transport
+    shown(argv)         the argv for --dry-run, the script named by its summary
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from importlib import resources
+
+#: what each script does, in one line (shown by --dry-run instead of the script's text)
+SUMMARIES: dict[str, str] = {
+    "lock": "mkdir $1/lock atomically, write holder.json from stdin (else print the holder, "
+            "exit 75); inspect the app ($2) and db ($3) containers; the applied migrations: "
+            "psql -U $4 -d $5 -c $6 in $3; whether the image $7 is present (and its labels)",
+    "unlock": "rm -r $1/lock if holder.json names $2",
+    "record": "stdin -> $1/history.jsonl (first line) and $1/deployments/$2.json; then unlock "
+              "as above if $3 holds the lock",
+    "status": "inspect the app, previous and db containers; the lock holder; the last history "
+              "line",
+    "image_files": "docker create $1 (never started), docker cp its $2 as a tar (gzip | "
+                   "base64), docker rm",
+    "backup": "docker exec $3 pg_dump --format=custom -U $4 -d $5 > $1/$2.dump.partial; verify "
+              "(not empty, pg_restore --list reads it); metadata from stdin -> $1/$2.json; "
+              "rename to $1/$2.dump; keep the newest $6 files matching $7 (never $8)",
+    "list_backups": "name, size and metadata of the files in $1 matching $2",
+    "verify_backup": "$1 is not empty and pg_restore --list (in $2) reads it",
+    "restore": "in $2: psql -d postgres -c $5 -c $6 (a new database $4), pg_restore "
+               "--exit-on-error --single-transaction -d $4 < $1 (dropped on failure)",
+    "swap": "in $1: end other sessions ($3), then $4 in one transaction (bounded retries)",
+    "with_env_file": "stdin -> the 0600 env file $1, run the rest of the argv, remove the file "
+                     "whatever happens",
+    "session": "read framed commands on stdin, run each with sh -c, mark its exit code",
+}
+
+
+@functools.cache
+def script(name: str) -> str:
+    """The text of `<name>.sh`."""
+    if name not in SUMMARIES:
+        raise KeyError(f"no host script {name!r}")
+    return resources.files(__package__).joinpath(f"{name}.sh").read_text()
+
+
+def argv(name: str, *args: str) -> tuple[str, ...]:
+    """`sh -c SCRIPT conveyor-NAME ARGS...`: the script with its positional arguments."""
+    return ("sh", "-c", script(name), f"conveyor-{name.replace('_', '-')}", *args)
+
+
+def shown(argv_: Sequence[str]) -> list[str]:
+    """argv for --dry-run: a host script named by its summary instead of printed in full."""
+    texts = {script(n): n for n in SUMMARIES}
+    return [f"<{texts[a]} script: {SUMMARIES[texts[a]]}>" if a in texts else a for a in argv_]
