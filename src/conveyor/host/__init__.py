@@ -46,7 +46,7 @@ def script(name: str) -> str:
     """The text of `<name>.sh`."""
     if name not in SUMMARIES:
         raise KeyError(f"no host script {name!r}")
-    return resources.files(__package__).joinpath(f"{name}.sh").read_text()
+    return resources.files(__package__).joinpath(f"{name}.sh").read_text(encoding="utf-8")
 
 
 def argv(name: str, *args: str) -> tuple[str, ...]:

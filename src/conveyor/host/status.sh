@@ -1,0 +1,29 @@
+# status.sh: what `conveyor status` shows of an environment's host, in one round trip.
+# shellcheck shell=sh
+#
+# Arguments:
+#   $1  the environment's state directory
+#   $2  the app container's name
+#   $3  the previous app container's name (kept for a rollback)
+#   $4  the database container's name ("": the database is reached by URL)
+# Stdin: not read.
+# Stdout: sections, each a marker line then one line of JSON (null: missing):
+#   ::app::       `docker container inspect` of $2
+#   ::previous::  the state of $3
+#   ::db::        (if $4) `docker container inspect` of $4
+#   ::lock::      the lock holder ({} if the lock is taken and its holder file missing)
+#   ::last::      the last line of $1/history.jsonl
+# Exit: 0.
+echo '::app::'
+docker container inspect --format '{{json .}}' "$2" 2>/dev/null || echo null
+echo '::previous::'
+docker container inspect --format '{{json .State}}' "$3" 2>/dev/null || echo null
+if [ -n "$4" ]; then
+  echo '::db::'
+  docker container inspect --format '{{json .}}' "$4" 2>/dev/null || echo null
+fi
+echo '::lock::'
+cat "$1/lock/holder.json" 2>/dev/null || { [ -d "$1/lock" ] && echo '{}'; } || echo null
+echo '::last::'
+tail -n 1 "$1/history.jsonl" 2>/dev/null || echo null
+echo

@@ -1,0 +1,94 @@
+"""lock.sh: the deploy lock (an atomic mkdir) and what the deployment reads in the same trip."""
+
+import json
+import stat
+
+HOLDER = json.dumps({"id": "d1", "who": "ann", "what": "deploy dev"}) + "\n"
+APPLIED_SQL = "SELECT version FROM applied"
+
+
+def lock_args(state, db="db", user="u", image="img@sha256:ab"):
+    return (str(state), "app", db, user, "appdb" if user else "", APPLIED_SQL if user else "",
+            image)
+
+
+def test_taken_writes_the_holder_from_stdin_and_prints_the_sections(docker, tmp_path):
+    state = tmp_path / "state"
+    docker.answer("CONTAINER_INSPECT", out='{"Name": "/app"}\n{"Name": "/db"}\n')
+    docker.answer("EXEC_PSQL", out="1 20260101 abc\n2 20260102 def\n")
+    docker.answer("IMAGE_INSPECT", out='{"org.opencontainers.image.revision": "r1"}\n')
+
+    r = docker.run("lock", *lock_args(state), input=HOLDER)
+
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == ("::containers::\n"
+                        '{"Name": "/app"}\n{"Name": "/db"}\n'
+                        "::applied::\n"
+                        "1 20260101 abc\n2 20260102 def\n"
+                        "::image::\n"
+                        '{"org.opencontainers.image.revision": "r1"}\n')
+    assert (state / "lock" / "holder.json").read_text() == HOLDER
+    assert (state / "deployments").is_dir()
+    assert stat.S_IMODE((state / "lock").stat().st_mode) == 0o700
+    assert stat.S_IMODE((state / "lock" / "holder.json").stat().st_mode) == 0o600
+    assert docker.calls() == [
+        ["container", "inspect", "--format", "{{json .}}", "app", "db"],
+        ["exec", "db", "psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-U", "u", "-d", "appdb",
+         "-c", APPLIED_SQL],
+        ["image", "inspect", "--format", "{{json .Config.Labels}}", "img@sha256:ab"],
+    ]
+
+
+def test_without_a_database_query_or_image_only_the_containers_are_read(docker, tmp_path):
+    docker.answer("CONTAINER_INSPECT", out='{"Name": "/app"}\n')
+
+    r = docker.run("lock", *lock_args(tmp_path / "state", db="", user="", image=""),
+                   input=HOLDER)
+
+    assert (r.returncode, r.stdout) == (0, '::containers::\n{"Name": "/app"}\n')
+    assert docker.calls() == [["container", "inspect", "--format", "{{json .}}", "app"]]
+
+
+def test_failed_reads_are_marked_and_the_lock_is_still_taken(docker, tmp_path):
+    state = tmp_path / "state"
+    docker.answer("CONTAINER_INSPECT", rc=1)
+    docker.answer("EXEC_PSQL", out="", rc=2)
+    docker.answer("IMAGE_INSPECT", rc=1)
+
+    r = docker.run("lock", *lock_args(state), input=HOLDER)
+
+    assert r.returncode == 0
+    assert r.stdout == "::containers::\n::applied::\n::unknown::\n::image::\n::missing::\n"
+    assert (state / "lock" / "holder.json").read_text() == HOLDER
+
+
+def test_taken_twice_exits_75_and_prints_the_holder(docker, tmp_path):
+    state = tmp_path / "state"
+    assert docker.run("lock", *lock_args(state), input=HOLDER).returncode == 0
+    calls = len(docker.calls())
+
+    other = json.dumps({"id": "d2", "who": "bob"}) + "\n"
+    r = docker.run("lock", *lock_args(state), input=other)
+
+    assert (r.returncode, r.stdout) == (75, HOLDER)
+    assert (state / "lock" / "holder.json").read_text() == HOLDER
+    assert len(docker.calls()) == calls  # nothing is read under someone else's lock
+
+
+def test_held_without_a_holder_file_prints_an_empty_holder(docker, tmp_path):
+    state = tmp_path / "state"
+    (state / "lock").mkdir(parents=True)
+
+    r = docker.run("lock", *lock_args(state), input=HOLDER)
+
+    assert (r.returncode, r.stdout) == (75, "{}\n")
+    assert not (state / "lock" / "holder.json").exists()
+
+
+def test_a_state_dir_that_cannot_be_created_exits_1(docker, tmp_path):
+    (tmp_path / "file").write_text("")
+
+    r = docker.run("lock", *lock_args(tmp_path / "file" / "state"), input=HOLDER)
+
+    assert r.returncode == 1
+    assert docker.calls() == []
