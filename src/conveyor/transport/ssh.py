@@ -1,0 +1,216 @@
+"""The SSH transport: OpenSSH with one multiplexed master connection per host for the
+transport's lifetime and (by default) one command session over it (see `session`).
+
+Host keys are always verified against the environment's known_hosts file
+(StrictHostKeyChecking=yes): an unknown or changed key is refused with a hint, never accepted.
+The remote command is `shlex.join(argv)`, every value quoted as one argument.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conveyor.errors import CommandFailed, ConveyorError, HostKeyError, HostUnreachable
+from conveyor.transport.base import OutputSink, Result, Transport, timeout_error
+from conveyor.transport.process import run_process
+from conveyor.transport.session import Session, SessionBroken
+
+_UNREACHABLE_HINT = "check the environment's `host` and that sshd runs there"
+
+
+@dataclass
+class SshTarget:
+    host: str
+    user: str | None = None
+    port: int = 22
+    known_hosts: str | None = None
+    identity: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def display(self) -> str:
+        return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
+
+
+def host_key_refused(stderr: str) -> bool:
+    """Whether OpenSSH's stderr says it refused the host key (unknown, changed, missing)."""
+    return ("Host key verification failed" in stderr
+            or "HOST IDENTIFICATION HAS CHANGED" in stderr
+            or "No matching host key" in stderr
+            or ("host key for" in stderr.lower() and "is known" in stderr)
+            or "No ED25519 host key" in stderr)
+
+
+class SshTransport(Transport):
+    """OpenSSH with one multiplexed master connection per host for the transport's lifetime,
+    and (by default) one remote shell session over it that runs the commands one by one."""
+
+    def __init__(self, target: SshTarget, *, connect_timeout: float = 10.0,
+                 session: bool = True) -> None:
+        if not target.known_hosts:
+            raise ConveyorError(f"no known_hosts file configured for {target.display}",
+                                hint="set `known_hosts` for the environment; conveyor never "
+                                "turns host key checking off")
+        self.target = target
+        self.name = target.display
+        self.connect_timeout = connect_timeout
+        self._dir = tempfile.mkdtemp(prefix="conveyor-ssh-")
+        self._control = os.path.join(self._dir, "cm")
+        self.connections_opened = 0
+        self.commands_run = 0
+        self.persist = 600
+        self.sessions_opened = 0
+        self.use_session = session
+        self._session: Session | None = None
+        self._master_lock = threading.Lock()
+        self._master = False
+
+    @property
+    def control_dir(self) -> str:
+        """The private directory of the master's control socket (removed by `close`)."""
+        return self._dir
+
+    def base_argv(self) -> list[str]:
+        t = self.target
+        argv = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+                "-o", f"UserKnownHostsFile={os.path.expanduser(t.known_hosts or '')}",
+                "-o", "GlobalKnownHostsFile=/dev/null", "-o", "UpdateHostKeys=no",
+                "-o", f"ConnectTimeout={int(self.connect_timeout)}",
+                "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
+                "-o", f"ControlPath={self._control}", "-p", str(t.port)]
+        if t.identity:
+            argv += ["-i", os.path.expanduser(t.identity), "-o", "IdentitiesOnly=yes"]
+        if t.user:
+            argv += ["-l", t.user]
+        return argv
+
+    def _ensure_master(self) -> None:
+        with self._master_lock:
+            # the socket exists while the master lives (ssh removes it on exit); should a
+            # master die uncleanly, ssh falls back to a direct connection: slower, still checked
+            if self._master and os.path.exists(self._control):
+                return
+            # The master outlives this process only for a bounded idle time (ControlPersist
+            # seconds), so a killed conveyor leaves no ssh process behind for long. Its output
+            # goes to a file: a backgrounded master would hold a pipe open forever.
+            argv = [*self.base_argv(), "-o", "ControlMaster=yes",
+                    "-o", f"ControlPersist={self.persist}", "-o", "ExitOnForwardFailure=yes",
+                    "-N", "-f", self.target.host]
+            log = os.path.join(self._dir, "master.log")
+            with open(log, "wb") as f:
+                try:
+                    p = subprocess.run(argv, stdout=f, stderr=f, stdin=subprocess.DEVNULL,
+                                       timeout=self.connect_timeout + 20, check=False)
+                except subprocess.TimeoutExpired:
+                    raise HostUnreachable(f"cannot connect to {self.target.display}: timed out",
+                                          hint=_UNREACHABLE_HINT) from None
+            if p.returncode != 0:
+                raise self.connect_error(Path(log).read_text(errors="replace"))
+            self.connections_opened += 1
+            self._master = True
+
+    def check_master(self) -> bool:
+        """Whether the master connection is alive (`ssh -O check`)."""
+        p = subprocess.run([*self.base_argv(), "-O", "check", self.target.host],
+                           capture_output=True, check=False)
+        return p.returncode == 0
+
+    def connect_error(self, stderr: str) -> ConveyorError:
+        """The error for an ssh connection that failed with `stderr`."""
+        t = self.target
+        if host_key_refused(stderr):
+            changed = "HOST IDENTIFICATION HAS CHANGED" in stderr
+            what = ("its host key does NOT match the one in" if changed
+                    else "its host key is not in")
+            return HostKeyError(
+                f"refusing to connect to {t.display}: {what} {t.known_hosts}",
+                hint="if you expect the new key, check its fingerprint out of band, then trust "
+                "it deliberately: `conveyor hosts trust ENV` (shows the fingerprint and asks)",
+            )
+        return HostUnreachable(f"cannot connect to {t.display}: {stderr.strip()[-500:]}",
+                               hint=_UNREACHABLE_HINT)
+
+    def remote_command(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+        parts = [str(a) for a in argv]
+        if env:
+            parts = ["env", *(f"{k}={v}" for k, v in env.items()), *parts]
+        return shlex.join(parts)
+
+    def run(self, argv: Sequence[str], *, input: str | bytes | None = None,
+            timeout: float | None = None, check: bool = True, stream: OutputSink | None = None,
+            env: Mapping[str, str] | None = None) -> Result:
+        args = tuple(str(a) for a in argv)
+        self._ensure_master()
+        command = self.remote_command(args, env)
+        self.commands_run += 1
+        session = self._get_session() if self.use_session else None
+        t0 = time.monotonic()
+        if session is not None:
+            data = input.encode() if isinstance(input, str) else input
+            try:
+                rc, out, err = session.run(command, data, timeout, stream)
+            except TimeoutError:
+                raise timeout_error(args, timeout) from None
+            except SessionBroken as exc:
+                raise HostUnreachable(f"lost the connection to {self.name} while running "
+                                      f"{shlex.join(args)[:200]}: {exc}",
+                                      hint="check the host and the network; the command may "
+                                      "have completed there") from None
+            except BaseException:
+                session.kill()
+                raise
+            finally:
+                session.lock.release()
+        else:
+            cmd = [*self.base_argv(), "-o", "ControlMaster=no", self.target.host, "--", command]
+            rc, out, err = run_process(cmd, input=input, timeout=timeout, stream=stream,
+                                       env=None, cwd=None)
+            if rc == 255 and "Host key verification failed" in err:
+                raise self.connect_error(err)
+        result = Result(args, rc, out, err, time.monotonic() - t0, host=self.name)
+        if check and rc != 0:
+            raise CommandFailed(args, rc, err or out, host=self.name)
+        return result
+
+    def _get_session(self) -> Session | None:
+        """The command session, locked for the caller; None when it is busy (another thread)
+        or cannot be started (commands then go in sessions of their own)."""
+        if self._session is not None and not self._session.dead:
+            if self._session.lock.acquire(blocking=False):
+                if not self._session.dead:
+                    return self._session
+                self._session.lock.release()
+            else:
+                return None
+        session = Session([*self.base_argv(), "-o", "ControlMaster=no", self.target.host])
+        session.lock.acquire()
+        try:
+            rc, out, _ = session.run("echo conveyor-session-ok", None, 30, None)
+            if rc != 0 or out.strip() != "conveyor-session-ok":
+                raise SessionBroken(out)
+        except (SessionBroken, TimeoutError):
+            session.kill()
+            self.use_session = False  # this host cannot: one ssh session per command
+            return None
+        self.sessions_opened += 1
+        self._session = session
+        return session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        if self._master:
+            subprocess.run([*self.base_argv(), "-O", "exit", self.target.host],
+                           capture_output=True, check=False)
+            self._master = False
+        shutil.rmtree(self._dir, ignore_errors=True)
