@@ -20,8 +20,18 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import initgen
 from conveyor.config import load_config
+from conveyor.errors import InitRefused
+from conveyor.init import (
+    CI_FILES,
+    CI_SYSTEMS,
+    ci_needs,
+    init_project,
+    inspect_project,
+    parse_yaml_subset,
+    resolve_defaults,
+    to_conveyor_interpolation,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "notes"
@@ -47,14 +57,16 @@ def conveyor(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     uv = shutil.which("uv")
     assert uv, "uv is not on PATH (scripts/setup installs it)"
     return subprocess.run([uv, "run", "conveyor", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env=env if env is not None else clean_env())
+                          text=True, timeout=120, check=False,
+                          env=env if env is not None else clean_env())
 
 
 def validate(system: str, *paths: Path) -> subprocess.CompletedProcess:
     assert CHECK_JSONSCHEMA.exists(), f"check-jsonschema missing: {CHECK_JSONSCHEMA}"
     schema, extra = SCHEMAS[system]
     return subprocess.run([str(CHECK_JSONSCHEMA), "--builtin-schema", schema, *extra,
-                           *map(str, paths)], capture_output=True, text=True, timeout=120)
+                           *map(str, paths)], capture_output=True, text=True, timeout=120,
+                          check=False)
 
 
 @pytest.fixture
@@ -98,7 +110,7 @@ def test_generated_config_matches_the_hand_written_example(notes: Path, monkeypa
     for k in list(os.environ):
         if k.startswith(_TESTBED_VARS):
             monkeypatch.delenv(k)
-    initgen.init_project(notes)
+    init_project(notes)
     ours, theirs = load_config(notes), load_config(EXAMPLE)
     for key in ("name", "image", "dockerfile", "context", "port", "build_args"):
         assert getattr(ours.app, key) == getattr(theirs.app, key), key
@@ -136,11 +148,11 @@ def test_config_check_with_the_test_bed_variables(notes: Path) -> None:
 # --------------------------------------------------------------------------- CI files
 
 
-@pytest.mark.parametrize("system", initgen.CI_SYSTEMS)
+@pytest.mark.parametrize("system", CI_SYSTEMS)
 def test_ci_files_validate_against_their_schemas(notes: Path, system: str) -> None:
     r = conveyor("init", "-C", str(notes), "--ci", system)
     assert r.returncode == 0, r.stdout + r.stderr
-    files = [notes / f for f in initgen.CI_FILES[system]]
+    files = [notes / f for f in CI_FILES[system]]
     for f in files:
         assert f.is_file(), f
         assert f"wrote {f.relative_to(notes)}" in r.stdout
@@ -148,12 +160,12 @@ def test_ci_files_validate_against_their_schemas(notes: Path, system: str) -> No
     assert v.returncode == 0, v.stdout + v.stderr
 
 
-@pytest.mark.parametrize("system", initgen.CI_SYSTEMS)
+@pytest.mark.parametrize("system", CI_SYSTEMS)
 def test_package_option_reaches_the_ci_file(notes: Path, system: str) -> None:
     spec = 'conveyor @ git+https://git.example.invalid/ops/conveyor@v0.1.0 ; python_version>="3.11"'
     r = conveyor("init", "-C", str(notes), "--ci", system, "--package", spec)
     assert r.returncode == 0, r.stdout + r.stderr
-    for f in initgen.CI_FILES[system]:
+    for f in CI_FILES[system]:
         path = notes / f
         assert validate(system, path).returncode == 0
         text = json.dumps(yaml_load(path))
@@ -170,11 +182,11 @@ BREAKAGES = {
 }
 
 
-@pytest.mark.parametrize("system", initgen.CI_SYSTEMS)
+@pytest.mark.parametrize("system", CI_SYSTEMS)
 def test_validator_rejects_a_broken_ci_file(notes: Path, system: str) -> None:
     """The schema check can fail: a broken copy of each generated file is rejected."""
-    initgen.init_project(notes, ci=system)
-    path = notes / initgen.CI_FILES[system][0]
+    init_project(notes, ci=system)
+    path = notes / CI_FILES[system][0]
     text = path.read_text()
     old, new = BREAKAGES[system]
     assert old in text
@@ -185,7 +197,7 @@ def test_validator_rejects_a_broken_ci_file(notes: Path, system: str) -> None:
 
 
 def test_github_workflow_shape(notes: Path) -> None:
-    initgen.init_project(notes, ci="github")
+    init_project(notes, ci="github")
     wf = yaml_load(notes / ".github/workflows/conveyor.yml")
     on = wf.get("on", wf.get(True))  # YAML 1.1 readers turn `on` into True
     assert "push" in on
@@ -193,7 +205,7 @@ def test_github_workflow_shape(notes: Path) -> None:
     assert dev["if"] == "github.ref_name != github.event.repository.default_branch"
     assert prod["if"] == "github.ref_name == github.event.repository.default_branch"
     assert prod["environment"] == "production"  # protected: required reviewers
-    runs = lambda job: "\n".join(s.get("run", "") for s in job["steps"])  # noqa: E731
+    runs = lambda job: "\n".join(s.get("run", "") for s in job["steps"])
     assert "conveyor ci --junit conveyor-junit.xml --summary conveyor-summary.md" in runs(dev)
     assert "conveyor ci --promote --junit" in runs(prod)
     assert "--promote" not in runs(dev)
@@ -212,20 +224,20 @@ def test_github_workflow_shape(notes: Path) -> None:
 
 
 def test_gitlab_shape(notes: Path) -> None:
-    initgen.init_project(notes, ci="gitlab")
+    init_project(notes, ci="gitlab")
     ci = yaml_load(notes / ".gitlab-ci.yml")
     dev, prod = ci["conveyor-dev"], ci["conveyor-prod"]
     assert dev["rules"] == [{"if": "$CI_COMMIT_BRANCH && $CI_COMMIT_BRANCH != $CI_DEFAULT_BRANCH"}]
     assert prod["rules"] == [{"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH", "when": "manual"}]
     assert prod["environment"]["name"] == "production"
-    assert prod["script"] == ["conveyor ci --promote --junit conveyor-junit.xml "
-                              "--summary conveyor-summary.md"]
+    assert prod["script"] == [("conveyor ci --promote --junit conveyor-junit.xml "
+                               "--summary conveyor-summary.md")]
     art = ci[".conveyor"]["artifacts"]
     assert art["when"] == "always" and art["reports"]["junit"] == "conveyor-junit.xml"
 
 
 def test_cloudbuild_shape(notes: Path) -> None:
-    initgen.init_project(notes, ci="cloudbuild")
+    init_project(notes, ci="cloudbuild")
     for name, promote in (("cloudbuild.yaml", False), ("cloudbuild-promote.yaml", True)):
         cb = yaml_load(notes / name)
         step = cb["steps"][0]
@@ -258,7 +270,7 @@ def _fake_conveyor(bin_dir: Path, out: Path) -> None:
 
 def test_github_key_step_writes_0600_files_and_unsets_empty_values(notes: Path,
                                                                    tmp_path: Path) -> None:
-    initgen.init_project(notes, ci="github")
+    init_project(notes, ci="github")
     wf = yaml_load(notes / ".github/workflows/conveyor.yml")
     steps = {s.get("name"): s for s in wf["jobs"]["dev"]["steps"]}
     key_step = steps["SSH key and known_hosts (files of mode 0600, from secrets)"]
@@ -268,7 +280,7 @@ def test_github_key_step_writes_0600_files_and_unsets_empty_values(notes: Path,
            "GITHUB_ENV": str(github_env), "SSH_KEY": "-----BEGIN KEY-----\nabc\n-----END KEY-----",
            "KNOWN_HOSTS": "[127.0.1.1]:22 ssh-ed25519 AAAA"}
     r = subprocess.run(["bash", "-eo", "pipefail", "-c", key_step["run"]], env=env,
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     exported = dict(line.split("=", 1) for line in github_env.read_text().splitlines())
     key, kh = Path(exported["CONVEYOR_SSH_KEY"]), Path(exported["CONVEYOR_KNOWN_HOSTS"])
@@ -278,7 +290,8 @@ def test_github_key_step_writes_0600_files_and_unsets_empty_values(notes: Path,
     assert key.read_text() == env["SSH_KEY"] + "\n"
     # a missing secret stops the job with its name
     r = subprocess.run(["bash", "-eo", "pipefail", "-c", key_step["run"]],
-                       env={**env, "SSH_KEY": ""}, capture_output=True, text=True)
+                       env={**env, "SSH_KEY": ""}, capture_output=True, text=True,
+                       check=False)
     assert r.returncode != 0 and "CONVEYOR_SSH_KEY" in r.stdout
 
     # the conveyor step: empty values (unset GitHub variables/secrets) are unset
@@ -287,7 +300,7 @@ def test_github_key_step_writes_0600_files_and_unsets_empty_values(notes: Path,
     env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "CONVEYOR_DEV_HOST": "",
            "NOTES_DEV_DB_PASSWORD": "from-the-secret-store", "CONVEYOR_REGISTRY": "r:5000"}
     r = subprocess.run(["bash", "-eo", "pipefail", "-c", ci_step["run"]], env=env,
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     seen = (tmp_path / "seen").read_text().splitlines()
     assert "CONVEYOR_REGISTRY=r:5000" in seen
@@ -297,7 +310,7 @@ def test_github_key_step_writes_0600_files_and_unsets_empty_values(notes: Path,
 
 def test_gitlab_key_script_copies_file_variables_to_0600_files(notes: Path,
                                                                tmp_path: Path) -> None:
-    initgen.init_project(notes, ci="gitlab")
+    init_project(notes, ci="gitlab")
     ci = yaml_load(notes / ".gitlab-ci.yml")
     script = next(s for s in ci[".conveyor"]["before_script"] if "CONVEYOR_SSH_KEY" in s)
     key_src, kh_src = tmp_path / "gitlab-key", tmp_path / "gitlab-kh"
@@ -307,7 +320,8 @@ def test_gitlab_key_script_copies_file_variables_to_0600_files(notes: Path,
     script += '\necho "$CONVEYOR_SSH_KEY $CONVEYOR_KNOWN_HOSTS"\n'
     env = {"PATH": os.environ["PATH"], "CONVEYOR_SSH_KEY": str(key_src),
            "CONVEYOR_KNOWN_HOSTS": str(kh_src), "CI_JOB_ID": "77", "TMPDIR": str(tmp_path)}
-    r = subprocess.run(["sh", "-e", "-c", script], env=env, capture_output=True, text=True)
+    r = subprocess.run(["sh", "-e", "-c", script], env=env, capture_output=True, text=True,
+                       check=False)
     assert r.returncode == 0, r.stderr
     key, kh = map(Path, r.stdout.split())
     assert key.parent == tmp_path / "conveyor-ssh-77"
@@ -316,7 +330,7 @@ def test_gitlab_key_script_copies_file_variables_to_0600_files(notes: Path,
 
 
 def test_cloudbuild_key_lines_write_0600_files(notes: Path, tmp_path: Path) -> None:
-    initgen.init_project(notes, ci="cloudbuild")
+    init_project(notes, ci="cloudbuild")
     script = yaml_load(notes / "cloudbuild.yaml")["steps"][0]["args"][1].replace("$$", "$")
     lines = script.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("umask 077"))
@@ -324,7 +338,8 @@ def test_cloudbuild_key_lines_write_0600_files(notes: Path, tmp_path: Path) -> N
     part = "\n".join(lines[start:end + 1]) + '\necho "$CONVEYOR_SSH_KEY"; env\n'
     env = {"PATH": os.environ["PATH"], "TMPDIR": str(tmp_path),
            "CONVEYOR_SSH_KEY_DATA": "KEY", "CONVEYOR_KNOWN_HOSTS_DATA": "KH"}
-    r = subprocess.run(["bash", "-eu", "-c", part], env=env, capture_output=True, text=True)
+    r = subprocess.run(["bash", "-eu", "-c", part], env=env, capture_output=True, text=True,
+                       check=False)
     assert r.returncode == 0, r.stderr
     out = r.stdout.splitlines()
     key = Path(out[0])
@@ -338,7 +353,7 @@ def test_cloudbuild_key_lines_write_0600_files(notes: Path, tmp_path: Path) -> N
 def test_never_overwrites_without_force(notes: Path) -> None:
     (notes / "conveyor.toml").write_text("# mine\n")
     r = conveyor("init", "-C", str(notes), "--ci", "github")
-    assert r.returncode == 2
+    assert r.returncode == InitRefused.exit_code == 24
     assert f"refusing to overwrite {notes / 'conveyor.toml'}" in r.stderr
     assert "--force" in r.stderr and "--ci-only" in r.stderr
     assert (notes / "conveyor.toml").read_text() == "# mine\n"
@@ -354,7 +369,7 @@ def test_never_overwrites_without_force(notes: Path) -> None:
     # an existing CI file alone is refused too
     (notes / ".gitlab-ci.yml").write_text("# theirs\n")
     r = conveyor("init", "-C", str(notes), "--ci", "gitlab", "--ci-only")
-    assert r.returncode == 2 and str(notes / ".gitlab-ci.yml") in r.stderr
+    assert r.returncode == InitRefused.exit_code and str(notes / ".gitlab-ci.yml") in r.stderr
     assert (notes / ".gitlab-ci.yml").read_text() == "# theirs\n"
 
     r = conveyor("init", "-C", str(notes), "--ci", "gitlab", "--force")
@@ -376,11 +391,11 @@ def test_no_secret_values_in_generated_files(notes: Path) -> None:
         "CONVEYOR_REGISTRY_PASSWORD": "registry-Secret-3",
     }
     written = []
-    for system in initgen.CI_SYSTEMS:
+    for system in CI_SYSTEMS:
         r = conveyor("init", "-C", str(notes), "--ci", system, "--force",
                      env=clean_env(**secret_values))
         assert r.returncode == 0, r.stderr
-        written += [notes / f for f in initgen.CI_FILES[system]]
+        written += [notes / f for f in CI_FILES[system]]
     written.append(notes / "conveyor.toml")
     for path in written:
         text = path.read_text()
@@ -441,7 +456,7 @@ volumes:
   empty:
 """]
     for text in samples:
-        assert initgen.parse_yaml_subset(text) == stringify(YAML(typ="safe").load(text))
+        assert parse_yaml_subset(text) == stringify(YAML(typ="safe").load(text))
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:
@@ -482,7 +497,7 @@ def test_inspect_other_layout(tmp_path: Path, monkeypatch) -> None:
     ports: ["127.0.0.1:8081:3000"]
 """,
     })
-    facts = initgen.inspect_project(root)
+    facts = inspect_project(root)
     assert facts.name == "shop-web"
     assert facts.dockerfile == "docker/Dockerfile"
     assert facts.port == 3000 and facts.app_host_port == 8081
@@ -494,7 +509,7 @@ def test_inspect_other_layout(tmp_path: Path, monkeypatch) -> None:
         ("database", "shop", "shopdb", 6543)
     assert (facts.db.password_var, facts.db.password_default) == ("SHOP_DB_PASSWORD", None)
     assert facts.app_env_names == ["RUST_LOG", "SECRET_KEY"]
-    initgen.init_project(root, ci="github")
+    init_project(root, ci="github")
     cfg = load_config(root)
     assert cfg.environment("local").app_service == "web"
     assert cfg.environment("local").database.port == 6543
@@ -508,10 +523,10 @@ def test_inspect_bare_directory(tmp_path: Path) -> None:
     """Nothing to find: a loadable config anyway, every guess said."""
     root = tmp_path / "bare"
     root.mkdir()
-    facts = initgen.inspect_project(root)
+    facts = inspect_project(root)
     text = " ".join(facts.notes)
     assert "no Dockerfile" in text and "port" in text and "migrations" in text
-    initgen.init_project(root, ci="cloudbuild")
+    init_project(root, ci="cloudbuild")
     cfg = load_config(root)
     assert cfg.app.port == 8000
     assert cfg.environment("local").database.kind == "url"
@@ -521,7 +536,7 @@ def test_inspect_bare_directory(tmp_path: Path) -> None:
 
 
 def test_ci_needs_from_the_example_config() -> None:
-    needs = initgen.ci_needs((EXAMPLE / "conveyor.toml").read_text())
+    needs = ci_needs((EXAMPLE / "conveyor.toml").read_text())
     names = [n for n, _ in needs.variables]
     assert "CONVEYOR_DEV_HOST" in names and "CONVEYOR_REGISTRY" in names
     assert "CONVEYOR_SSH_KEY" not in names  # written to a file by the job, not a variable
@@ -531,10 +546,10 @@ def test_ci_needs_from_the_example_config() -> None:
 
 
 def test_compose_interpolation_translation() -> None:
-    t = initgen.to_conveyor_interpolation
+    t = to_conveyor_interpolation
     assert t("${A:-x}") == "${A:-x}"
     assert t("${A-x}") == "${A:-x}"
     assert t("$A/${B}") == "${A:-}/${B:-}"
     assert t("${A:?need it}") == "${A:-}"
     assert t("$$literal") == "$$literal"
-    assert initgen.resolve_defaults("127.0.0.1:${P:-8000}") == "127.0.0.1:8000"
+    assert resolve_defaults("127.0.0.1:${P:-8000}") == "127.0.0.1:8000"

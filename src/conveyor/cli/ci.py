@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from conveyor.cli import ProjectDir, app
 
 CiChoice = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--ci", help="Also write the CI file for: github, gitlab or cloudbuild.",
                  show_default=False),
 ]
@@ -24,7 +24,7 @@ def init(
     ci_only: Annotated[bool, typer.Option(
         "--ci-only", help="Keep the existing conveyor.toml; write only the CI file, derived "
         "from it.")] = False,
-    package: Annotated[Optional[str], typer.Option(
+    package: Annotated[str | None, typer.Option(
         "--package", help="How the CI job installs conveyor (a pip requirement: wheel URL, "
         "git+https://...@TAG, or a name on your index). Default: conveyor==<this version>.",
         show_default=False)] = None,
@@ -33,10 +33,11 @@ def init(
     here) and, with --ci, the CI pipeline file. Never overwrites a file without --force."""
     from rich.console import Console
 
-    from conveyor.initgen import CI_SYSTEMS, InitError, init_project
+    from conveyor.errors import InitRefused
+    from conveyor.init import CI_SYSTEMS, init_project
 
     if ci is not None and ci not in CI_SYSTEMS:
-        raise InitError(f"--ci {ci!r}: expected one of {', '.join(CI_SYSTEMS)}")
+        raise InitRefused(f"--ci {ci!r}: expected one of {', '.join(CI_SYSTEMS)}")
     result = init_project(project_dir, ci=ci, force=force, ci_only=ci_only, package=package)
     console = Console(highlight=False)
     root = result.facts.root
@@ -95,10 +96,10 @@ def ci(
     promote: Annotated[bool, typer.Option(
         "--promote", help="After dev passed, promote the same image digest to prod (default "
         "branch only).")] = False,
-    junit: Annotated[Optional[Path], typer.Option(
+    junit: Annotated[Path | None, typer.Option(
         "--junit", help="Write a JUnit XML report here (the stages and the app's tests).",
         show_default=False)] = None,
-    summary: Annotated[Optional[Path], typer.Option(
+    summary: Annotated[Path | None, typer.Option(
         "--summary", help="Write a Markdown summary here (also appended to "
         "$GITHUB_STEP_SUMMARY when that is set).", show_default=False)] = None,
     env: Annotated[str, typer.Option("--env", help="The environment to deploy to and "
@@ -143,7 +144,7 @@ def ci(
                                                        else ""))
     report = run_ci(cfg, where, opts, emit, redactor=redactor)
 
-    def resolve(p: Optional[Path]) -> Optional[Path]:
+    def resolve(p: Path | None) -> Path | None:
         return None if p is None else (p if p.is_absolute() else Path.cwd() / p)
 
     written = write_reports(report, junit=resolve(junit), summary=resolve(summary),
