@@ -1,4 +1,4 @@
-"""`conveyor ci`'s reports (Markdown summary, JUnit) and its refusals, without services.
+"""`conveyor ci`'s reports (Markdown summary, JUnit), without services.
 
 (The job itself runs end to end in tests/e2e/test_ci.py.)
 """
@@ -8,15 +8,19 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
-
 from conveyor.ci_env import CiEnv
-from conveyor.ci_pipeline import (CiOptions, CiRefused, CiReport, FailedTest, StageReport,
-                                  check_can_run, junit_xml, markdown, stage_names,
-                                  write_reports)
-from conveyor.config import load_config
+from conveyor.ci_pipeline import CiOptions, stage_names
+from conveyor.ci_report import (
+    EXIT_FAILED,
+    CiReport,
+    FailedTest,
+    StageReport,
+    junit_xml,
+    markdown,
+    write_reports,
+)
+from conveyor.errors import MigrationStepFailed, TestsFailed
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "notes"
 GH = CiEnv(system="github", branch="feature/x", commit="a" * 40, default_branch="main",
            run_url="https://github.com/acme/notes/actions/runs/7", is_ci=True)
 
@@ -62,7 +66,7 @@ def test_failed_migration_names_the_stage_and_step_and_skips_the_rest() -> None:
     r = _report(image="reg/notes@sha256:" + "c" * 64)
     _ok(r.stages[0]), _ok(r.stages[1]), _ok(r.stages[2])
     dep = r.stage("deploy dev")
-    dep.status, dep.exit_code = "failed", 6
+    dep.status, dep.exit_code = "failed", MigrationStepFailed.exit_code
     dep.error = ("migration failed on dev: 2026-12-01-000001_broken: syntax error at or near "
                  "\"TABL\"")
     dep.hint = "the app was not touched: the previous version keeps serving"
@@ -70,7 +74,7 @@ def test_failed_migration_names_the_stage_and_step_and_skips_the_rest() -> None:
     dep.steps = [{"name": "lock", "status": "ok", "duration": 0.2, "error": None},
                  {"name": "pull", "status": "ok", "duration": 0.2, "error": None},
                  {"name": "migrate", "status": "failed", "duration": 0.5, "error": dep.error}]
-    assert not r.ok and r.exit_code == 6 and r.failed_stage is dep
+    assert not r.ok and r.exit_code == 8 and r.failed_stage is dep
     md = markdown(r)
     assert md.startswith("## ❌ conveyor ci: notes failed at stage **deploy dev**\n")
     assert "### Stage deploy dev failed" in md
@@ -91,13 +95,14 @@ def test_failed_tests_are_listed_and_the_app_suites_kept() -> None:
     for s in r.stages[:-1]:
         _ok(s)
     t = r.stage("test")
-    t.status, t.exit_code, t.error = "failed", 8, "the tests failed against http://127.0.1.1:8080"
+    t.status, t.exit_code = "failed", TestsFailed.exit_code
+    t.error = "the tests failed against http://127.0.1.1:8080"
     r.failed_tests = [FailedTest("tests.test_api::test_delete_note", "assert 500 == 204")]
     r.test_suites = [ET.fromstring(
         '<testsuite name="pytest" tests="2" failures="1"><testcase classname="tests.test_api" '
         'name="test_ok"/><testcase classname="tests.test_api" name="test_delete_note">'
         '<failure message="assert 500 == 204">trace</failure></testcase></testsuite>')]
-    assert r.exit_code == 8
+    assert r.exit_code == 19
     md = markdown(r)
     assert md.startswith("## ❌ conveyor ci: notes failed at stage **test** (1 failed test)")
     assert "- `tests.test_api::test_delete_note`: assert 500 == 204" in md
@@ -129,31 +134,8 @@ def test_write_reports_appends_to_the_step_summary_once(tmp_path: Path) -> None:
     assert written == [step] and step.read_text() == markdown(r)
 
 
-def test_promote_refused_off_the_default_branch(monkeypatch) -> None:
-    monkeypatch.delenv("CONVEYOR_DEV_HOST", raising=False)
-    cfg = load_config(EXAMPLE)
-    with pytest.raises(CiRefused, match=r"--promote is only for the default branch \(main\); "
-                                        r"this job runs on branch 'feature/x'"):
-        check_can_run(cfg, GH, CiOptions(promote=True))
-    unknown = CiEnv(system="git", branch="feature/x", commit=None, default_branch=None)
-    with pytest.raises(CiRefused, match=r"default branch \(unknown\)"):
-        check_can_run(cfg, unknown, CiOptions(promote=True))
-    on_main = CiEnv(system="git", branch="main", commit=None, default_branch="main")
-    check_can_run(cfg, on_main, CiOptions(promote=True))
-    check_can_run(cfg, GH, CiOptions())
-    with pytest.raises(CiRefused, match="has no host"):
-        check_can_run(cfg, GH, CiOptions(dev_env="local"))
-    assert stage_names(CiOptions(promote=True, setup=False)) == \
-        ["build", "push", "deploy dev", "test", "promote prod"]
-
-
-def test_promote_refused_when_prod_takes_its_images_from_another_environment(tmp_path) -> None:
-    on_main = CiEnv(system="git", branch="main", commit=None, default_branch="main")
-    with pytest.raises(CiRefused, match=r"environment 'local' has no host: --promote"):
-        check_can_run(load_config(EXAMPLE), on_main, CiOptions(promote=True, prod_env="local"))
-    text = (EXAMPLE / "conveyor.toml").read_text()
-    assert text.count('promote_from = "dev"') == 1
-    (tmp_path / "conveyor.toml").write_text(text.replace('promote_from = "dev"',
-                                                         'promote_from = "local"'))
-    with pytest.raises(CiRefused, match=r"--promote: prod is promoted from local, not from dev"):
-        check_can_run(load_config(tmp_path), on_main, CiOptions(promote=True))
+def test_a_failed_stage_without_an_exit_code_fails_the_job_with_1() -> None:
+    r = _report()
+    _ok(r.stages[0])
+    r.stages[1].status = "failed"
+    assert r.exit_code == EXIT_FAILED == 1 and r.failed_stage is r.stages[1]
