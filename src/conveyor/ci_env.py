@@ -24,9 +24,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ def _get(env: Mapping[str, str], *names: str) -> str | None:
 def _git(cwd: Path, *args: str) -> str | None:
     try:
         r = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10,
+                           check=False,
                            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
     except (OSError, subprocess.SubprocessError):
         return None
@@ -201,4 +203,5 @@ def detect(env: Mapping[str, str] | None = None, cwd: Path | str = ".") -> CiEnv
     found["is_ci"] = system is not None or env.get("CI", "").lower() in ("true", "1", "yes")
     if not found.get("actor"):
         found["actor"] = _get(env, "USER", "LOGNAME")
-    return CiEnv(**{k: found.get(k) for k in CiEnv.__dataclass_fields__})
+    kwargs: dict[str, Any] = {k: found.get(k) for k in CiEnv.__dataclass_fields__}
+    return CiEnv(**kwargs)

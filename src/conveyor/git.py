@@ -6,14 +6,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from conveyor.errors import ConveyorError
+from conveyor.errors import GitError
 
 # conveyor's own per-project state (pushed digests); never makes the tree "dirty"
 STATE_DIR = ".conveyor"
 
-
-class GitError(ConveyorError):
-    exit_code = 2
+__all__ = ["STATE_DIR", "GitError", "Revision", "revision"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +37,7 @@ class Revision:
 def _git(directory: Path, *args: str) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(["git", "-C", str(directory), *args], capture_output=True,
-                              text=True, timeout=30)
+                              text=True, timeout=30, check=False)
     except FileNotFoundError:
         raise GitError("git is not installed", hint="install git (conveyor tags images with "
                        "the commit they were built from)") from None
