@@ -4,7 +4,7 @@ from pathlib import Path
 
 from conveyor import config
 
-DOC = (Path(__file__).resolve().parents[2] / "docs" / "config.md").read_text()
+DOC = (Path(__file__).resolve().parents[3] / "docs" / "config.md").read_text()
 
 
 def test_every_key_is_documented():

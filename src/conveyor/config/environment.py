@@ -1,0 +1,115 @@
+"""An [environments.NAME] table: where it runs (local or a host over SSH), its database, checks,
+backups and state directory on the host."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from conveyor.config.app import AppConfig
+from conveyor.config.database import Database
+from conveyor.config.secret import Model, SecretRef, reject_literal_secrets
+
+HOST = re.compile(
+    r"^(?:(?P<user>[A-Za-z_][A-Za-z0-9_.-]*)@)?(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+    r"|\[[0-9A-Fa-f:]+\])(?::(?P<port>[0-9]{1,5}))?$"
+)
+
+
+class HttpCheck(Model):
+    path: str
+    status: int = 200
+    contains: str | None = None
+
+
+class BackupConfig(Model):
+    dir: str = "/var/lib/conveyor/backups"
+    keep: int = Field(default=10, ge=1)
+
+
+class EnvironmentConfig(Model):
+    host: str | None = Field(default=None, description="SSH target user@host[:port]")
+    known_hosts: str | None = None
+    ssh_key: str | None = None
+    address: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=1, le=65535,
+                             description="host port the app is published on")
+    url: str | None = None
+    compose_file: str | None = None
+    compose_project: str | None = Field(
+        default=None, pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="compose project name (local stage); default: $COMPOSE_PROJECT_NAME, else "
+        "the app's name",
+    )
+    app_service: str = Field(default="app", description="the compose service that runs the app")
+    test_command: list[str] = Field(default=[])
+    validate_command: list[str] = Field(default=[])
+    checks: list[HttpCheck] = Field(default=[])
+    env: dict[str, str] = Field(default={})
+    secrets: dict[str, SecretRef] = Field(default={})
+    database: Database
+    backup: BackupConfig = BackupConfig()
+    promote_from: str | None = None
+    state_dir: str = Field(
+        default="/var/lib/conveyor",
+        description="directory on the host for conveyor's lock, env files and deployment "
+        "records (<state_dir>/<app>/<env>/...)",
+    )
+    labels: dict[str, str] = Field(
+        default={}, description="extra labels on every container, network and volume conveyor "
+        "creates for this environment")
+    restart: str = Field(default="unless-stopped",
+                         pattern=r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$",
+                         description="restart policy of the app container")
+    test_timeout: float = Field(default=600.0, gt=0,
+                                description="seconds the test command may run")
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _no_literal_secrets(cls, v: Any) -> Any:
+        return reject_literal_secrets(v)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        m = HOST.match(v)
+        if not m or (m.group("port") and not 0 < int(m.group("port")) < 65536):
+            raise ValueError("HOST: expected user@host[:port] (e.g. deploy@10.0.0.5:22), "
+                             f"found {v!r}")
+        return v
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir(cls, v: str) -> str:
+        if not v.startswith("/") or ".." in v.split("/"):
+            raise ValueError(f"expected an absolute path on the host, found {v!r}")
+        return v.rstrip("/") or "/"
+
+    @model_validator(mode="after")
+    def _remote_needs_known_hosts(self) -> EnvironmentConfig:
+        if self.host is not None and not self.known_hosts:
+            raise ValueError(
+                "KNOWN_HOSTS: an environment with `host` needs `known_hosts` (the file that "
+                "verifies the host key; conveyor never turns host key checking off)"
+            )
+        if self.host is None and self.database.kind == "container":
+            raise ValueError("a `container` database needs the environment's `host`")
+        return self
+
+    @property
+    def is_remote(self) -> bool:
+        return self.host is not None
+
+    def ssh_parts(self) -> tuple[str | None, str, int]:
+        m = HOST.match(self.host or "")
+        assert m, "validated"
+        return m.group("user"), m.group("host").strip("[]"), int(m.group("port") or 22)
+
+    def app_url(self, app: AppConfig) -> str:
+        if self.url:
+            return self.url.rstrip("/")
+        return f"http://{self.address}:{self.port or app.port}"
