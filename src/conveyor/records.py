@@ -18,10 +18,11 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from conveyor.errors import ConveyorError
 from conveyor.git import STATE_DIR
@@ -98,7 +99,7 @@ def actor() -> str:
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -173,8 +174,8 @@ def markdown_summary(record: dict[str, Any]) -> str:
     """A Markdown report for a CI job summary (e.g. $GITHUB_STEP_SUMMARY)."""
     icon = {"ok": "✅", "failed": "❌", "tests-failed": "❌"}.get(record["result"], "⚠️")
     lines = [
-        f"## {icon} conveyor {record['kind']} {record['app']} → {record['env']}: "
-        f"{record['result']}",
+        (f"## {icon} conveyor {record['kind']} {record['app']} → {record['env']}: "
+         f"{record['result']}"),
         "",
         "| | |",
         "|---|---|",
