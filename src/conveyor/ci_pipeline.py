@@ -190,63 +190,68 @@ def run_ci(cfg, ci: CiEnv, opts: CiOptions, emit: Callable[[dict[str, Any]], Non
 
 
 def _build(cfg, ci: CiEnv, report: CiReport, st: StageReport, emit, state: dict) -> None:
-    from conveyor.pipeline import execute
-    from conveyor.stages import remote_build as rb
+    from conveyor.plan import execute
+    from conveyor.plans.build import BuildState, build_plan
 
     rev = _revision(cfg, ci)
     report.revision = rev.label
     if rev.dirty:
         report.warnings.append(f"the work tree has uncommitted changes: the image is tagged "
                                f"{rev.tag}")
-    plan, ref = rb.build_plan(cfg, revision=rev)
-    _from_plan(st, execute(plan, emit, raise_on_failure=False))
+    plan, ref = build_plan(cfg, revision=rev)
+    _from_plan(st, execute(plan, BuildState(), emit, raise_on_failure=False))
     st.detail = ref + (f" ({st.detail})" if st.detail and ref not in st.detail else "")
     state["ref"] = ref
 
 
 def _push(cfg, report: CiReport, st: StageReport, emit, state: dict) -> None:
-    from conveyor.pipeline import execute
-    from conveyor.stages import remote as rs
-    from conveyor.stages import remote_build as rb
+    from conveyor.imageref import ImageRef
+    from conveyor.plan import execute
+    from conveyor.plans.build import BuildState, push_plan
+    from conveyor.targets.remote import Remote
 
-    result = execute(rb.push_plan(cfg, state["ref"]), emit, raise_on_failure=False)
+    bst = BuildState()
+    result = execute(push_plan(cfg, state["ref"]), bst, emit, raise_on_failure=False)
     _from_plan(st, result)
     if not st.ok:
         return
-    pushed = result.values["pushed"]
-    image = rs.ImageRef(pushed["repository"], pushed["digest"], pushed.get("commit"),
-                        pushed.get("tag"))
+    pushed = bst.pushed
+    image = ImageRef(pushed["repository"], pushed["digest"], pushed.get("commit"),
+                     pushed.get("tag"))
     report.image = st.detail = image.ref
     state["image"] = image
-    state["remote"] = remote = rs.Remote(cfg, report.dev_env)
+    state["remote"] = remote = Remote(cfg, report.dev_env)
     report.dev_url = remote.url
 
 
 def _setup(report: CiReport, st: StageReport, emit, state: dict) -> None:
-    from conveyor.pipeline import execute
-    from conveyor.stages import remote as rs
+    from conveyor.plan import execute
+    from conveyor.plans.setup import setup_plan, setup_state
 
-    _from_plan(st, execute(rs.setup_plan(state["remote"]), emit, raise_on_failure=False))
+    remote = state["remote"]
+    _from_plan(st, execute(setup_plan(remote), setup_state(remote), emit,
+                           transport=remote.transport, raise_on_failure=False))
 
 
 def _deploy(cfg, opts: CiOptions, report: CiReport, st: StageReport, emit, state: dict) -> None:
     """The dev deployment; its test step is reported as the stage `test`."""
-    from conveyor.stages import remote as rs
+    from conveyor.plans.deployment import run_deployment
+    from conveyor.plans.dev import deploy_plans
+    from conveyor.state.deploy import DeployOptions
 
     remote, image = state["remote"], state["image"]
     test_st = report.stage("test")
     with tempfile.TemporaryDirectory(prefix="conveyor-ci-") as tmp:
         test_junit = Path(tmp) / "tests.xml"
-        dopts = rs.DeployOptions(project_dir=cfg.root_dir, wait=True,
-                                 wait_timeout=opts.wait_timeout, run_tests=True,
-                                 junit=test_junit)
-        dep = rs.deploy_plans(remote, image, dopts)
+        dopts = DeployOptions(project_dir=cfg.root_dir, wait=True,
+                              wait_timeout=opts.wait_timeout, run_tests=True, junit=test_junit)
+        dep = deploy_plans(remote, image, dopts)
         report.deployment_id = dep.record.id
-        result = rs.run_deployment(dep, emit)
+        result = run_deployment(dep, emit)
         _deploy_stages(report, st, test_st, result, dep, remote)
         if test_junit.exists():
             _read_test_junit(report, test_junit)
-    for fin in dep.values.get("finalize_results", []):
+    for fin in dep.state.finalize_results:
         if not fin.ok:
             report.warnings.append(f"{fin.plan}: {fin.error}")
 
@@ -308,7 +313,7 @@ def _deploy_stages(report: CiReport, st: StageReport, test_st: StageReport, resu
     test_st.detail = (counts or "") + (f" against {remote.url}" if remote.url else "")
     if result.error is not None:  # the test step itself broke
         _fail(test_st, result.error)
-    elif dep.values.get("tests_failed") or not tests.get("ok", True):
+    elif dep.state.tests_failed or not tests.get("ok", True):
         test_st.status = "failed"
         test_st.exit_code = EXIT_TESTS_FAILED
         test_st.error = (f"the tests failed against {remote.url} "
@@ -320,17 +325,9 @@ def _deploy_stages(report: CiReport, st: StageReport, test_st: StageReport, resu
 
 def _promote_function():
     """The prod stage's entry point for promoting a digest that just passed dev."""
-    try:
-        from conveyor.stages import prod as prod_stage
-    except ImportError:
-        prod_stage = None
-    fn = getattr(prod_stage, "promote_for_ci", None) if prod_stage else None
-    if fn is None:
-        raise ConveyorError(
-            "the prod stage is not available in this version of conveyor: --promote cannot "
-            "run", hint="run the pipeline without --promote, and `conveyor deploy prod` once "
-            "it exists")
-    return fn
+    from conveyor.ci_promote import promote_for_ci
+
+    return promote_for_ci
 
 
 

@@ -42,6 +42,8 @@ class Poll:
     attempts: int
     seconds: float
     last: str  # the last answer ("HTTP 503: ..." or the connection error), or "" when ok
+    expect: int = 200
+    timeout: float = 0.0
     stopped: str | None = None  # why `alive` ended the wait early
 
     @property
@@ -49,9 +51,10 @@ class Poll:
         if self.ok:
             return f"{self.url} answered {self.status} after {self.seconds:.2f}s"
         if self.stopped:
-            return f"{self.url} did not answer: {self.stopped}; last answer: {self.last}"
-        return (f"{self.url} did not answer within {self.seconds:.0f} s ({self.attempts} "
-                f"attempts); last answer: {self.last}")
+            return (f"{self.url} did not answer {self.expect}: {self.stopped}; last answer: "
+                    f"{self.last}")
+        return (f"{self.url} did not answer {self.expect} within {self.timeout:g} s "
+                f"({self.attempts} attempts); last answer: {self.last}")
 
 
 def wait_for_http(url: str, *, expect: int = 200, timeout: float, interval: float = 0.25,
@@ -68,14 +71,15 @@ def wait_for_http(url: str, *, expect: int = 200, timeout: float, interval: floa
         attempts += 1
         status, body = http_get(url, max(0.5, min(request_timeout, deadline - clock())))
         if status == expect:
-            return Poll(True, url, status, attempts, clock() - t0, "")
+            return Poll(True, url, status, attempts, clock() - t0, "", expect, timeout)
         last = f"HTTP {status}: {' '.join(body.split())[:200]}" if status else body
         now = clock()
         if now >= deadline:
-            return Poll(False, url, status, attempts, now - t0, last)
+            return Poll(False, url, status, attempts, now - t0, last, expect, timeout)
         if alive is not None and now >= next_alive:
             next_alive = now + alive_every
             reason = alive()
             if reason:
-                return Poll(False, url, status, attempts, now - t0, last, stopped=reason)
+                return Poll(False, url, status, attempts, now - t0, last, expect, timeout,
+                            stopped=reason)
         time.sleep(min(interval, max(0.0, deadline - now)))

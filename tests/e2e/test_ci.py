@@ -226,7 +226,7 @@ def test_a_failing_test_fails_the_job_and_the_summary_names_it(repo, bed, app, t
     git(repo, "commit", "-q", "-m", "a failing test")
     junit, summary = tmp_path / "junit.xml", tmp_path / "summary.md"
     r = run_ci(repo, bed, app, "--junit", str(junit), "--summary", str(summary))
-    assert r.returncode == 8, r.stdout[-4000:] + r.stderr[-4000:]
+    assert r.returncode == 19, r.stdout[-4000:] + r.stderr[-4000:]  # TestsFailed
     assert "conveyor ci failed at stage test" in r.stderr
     assert "test_ci_must_fail" in r.stderr
 
@@ -276,7 +276,7 @@ def test_a_failing_migration_fails_at_deploy_and_the_app_keeps_serving(repo, bed
     git(repo, "commit", "-q", "-m", "a broken migration")
     junit, summary = tmp_path / "junit.xml", tmp_path / "summary.md"
     r = run_ci(repo, bed, app, "--junit", str(junit), "--summary", str(summary))
-    assert r.returncode == 6, r.stdout[-4000:] + r.stderr[-4000:]
+    assert r.returncode == 8, r.stdout[-4000:] + r.stderr[-4000:]  # MigrationStepFailed
     text = summary.read_text()
     assert text.startswith(f"## ❌ conveyor ci: {app['name']} failed at stage **deploy dev**")
     assert "Step: `migrate` (failed)" in text

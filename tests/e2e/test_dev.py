@@ -361,7 +361,7 @@ def test_a_concurrent_deploy_is_refused_naming_the_lock_holder(dev):
         a.wait_for(lambda ln: '"step_started"' in ln and '"migrate"' in ln)
 
         b = dev.run("deploy", "dev", "--no-tests", env={"CONVEYOR_ACTOR": "bob-e2e"})
-        assert b.returncode == 5, b.stdout + b.stderr
+        assert b.returncode == 18, b.stdout + b.stderr  # LockHeld
         assert "dev is locked by alice-e2e for `deploy dev " + image in b.stderr
         assert "--wait" in b.stderr  # the hint
         status = dev.ok("lock", "status", "dev").stdout
@@ -390,7 +390,7 @@ def test_a_concurrent_deploy_is_refused_naming_the_lock_holder(dev):
     # a lock taken by hand (maintenance) refuses deploys too, until released
     dev.ok("lock", "acquire", "dev", "-m", "db maintenance", env={"CONVEYOR_ACTOR": "dave-e2e"})
     p = dev.run("deploy", "dev", "--no-tests")
-    assert p.returncode == 5 and "locked by dave-e2e for `db maintenance`" in p.stderr
+    assert p.returncode == 18 and "locked by dave-e2e for `db maintenance`" in p.stderr
     assert "released the lock of dev (held by dave-e2e" in dev.ok("lock", "release", "dev").stdout
     serves(dev)
 
@@ -410,7 +410,7 @@ def test_a_vm_whose_host_key_does_not_match_is_refused(dev, tmp_path):
     wrong.write_text(_throwaway_key_line(tmp_path, dev.address))
     before = sorted(os.listdir(dev.state / APP / "dev" / "deployments"))
     p = dev.run("deploy", "dev", "--no-tests", env={"CONVEYOR_KNOWN_HOSTS": str(wrong)})
-    assert p.returncode == 4, p.stdout + p.stderr
+    assert p.returncode == 21, p.stdout + p.stderr  # HostKeyError
     assert f"refusing to connect to root@{dev.address}:22: its host key does NOT match" in p.stderr
     assert "conveyor hosts trust" in p.stderr
     assert sorted(os.listdir(dev.state / APP / "dev" / "deployments")) == before
@@ -449,7 +449,7 @@ def test_a_failing_health_check_puts_the_previous_app_back(dev):
         p = dev.run("deploy", "dev", "--no-tests")
     finally:
         dev.git("revert", "--no-edit", "HEAD")
-    assert p.returncode == 7, p.stdout + p.stderr
+    assert p.returncode == 9, p.stdout + p.stderr  # HealthCheckFailed
     dev.deployments["unhealthy"] = re.search(r"deployment (\S+)", p.stdout).group(1)
     assert "did not answer 200" in p.stderr and "restarted" in p.stderr
     assert "undo replace: undone" in p.stdout
@@ -470,7 +470,7 @@ def test_a_failing_migration_stops_the_deploy_before_the_app_is_touched(dev):
                              "ALTER TABLE notes DROP COLUMN broken;\n")
     dev.build_and_push()
     p = dev.run("deploy", "dev", "--no-tests")
-    assert p.returncode == 6, p.stdout + p.stderr
+    assert p.returncode == 8, p.stdout + p.stderr  # MigrationStepFailed
     assert "migration failed on dev" in p.stderr and name in p.stdout + p.stderr
     assert "previous version keeps serving" in p.stderr
     dev.deployments["broken"] = re.search(r"deployment (\S+)", p.stdout).group(1)

@@ -156,7 +156,7 @@ def test_a_migration_failing_halfway_leaves_the_old_version_and_the_schema(p):
                     "ALTER TABLE notes DROP COLUMN slug;\n")
     ship(p, "v3", "notes.slug, unique")  # dev has no duplicated titles: it passes there
     columns = p.columns("prod")
-    r = p.fails(6, "deploy", "prod")
+    r = p.fails(8, "deploy", "prod")  # MigrationStepFailed
     assert "could not create unique index" in r.stderr and "notes_slug_key" in r.stderr
     assert "The previous version is serving again" in r.stdout
     assert "The database schema is unchanged" in r.stdout
@@ -190,7 +190,7 @@ def test_a_new_version_whose_health_never_passes_falls_back_automatically(p):
     app_py.write_text(original.replace(head, HEALTH_500_IN_PROD))
     image = ship(p, "v4", "health answers 500 in prod")
 
-    r = p.fails(7, "deploy", "prod")
+    r = p.fails(9, "deploy", "prod")  # HealthCheckFailed
     assert "did not answer 200" in r.stderr
     out = r.stdout
     assert "The previous version is serving again" in out

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from conveyor.cli import ProjectDir, app
+from conveyor.cli.app import ProjectDir, app
 
 CiChoice = Annotated[
     str | None,

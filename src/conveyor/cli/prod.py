@@ -1,7 +1,7 @@
 """Prod commands: promote (and `conveyor deploy ENV` for an environment with `promote_from`),
 rollback, backup, backups, restore.
 
-Thin: load the config, build the plan (`conveyor.stages.prod`, `conveyor.stages.backup`), print
+Thin: load the config, build the plan (`conveyor.plans.prod`, `rollback`, `restore`, `backup`), print
 it (`--dry-run`) or execute it, render; after a failure, say what serves and what the database
 holds, then raise the error (rendered once by `conveyor.cli.run`, with its exit code).
 """
@@ -14,8 +14,13 @@ from typing import Annotated, Any
 
 import typer
 
-from conveyor.cli import ProjectDir, app
-from conveyor.cli.remote import AsJson, DryRun, EnvArg, _emitter, _load, _print_plan, _renderer
+from conveyor.cli.app import ProjectDir, app
+from conveyor.cli.common import AsJson, DryRun, EnvArg, emitter, load, print_plan, renderer
+from conveyor.errors import ConfigError, ConveyorError
+from conveyor.plans.deployment import run_deployment
+from conveyor.state.deploy import ProdOptions
+from conveyor.steps.report import outcome_text
+from conveyor.targets.remote import Remote
 
 # steps whose output is shown as it happens (the others: with --verbose)
 STREAMED = {"plan", "migrate", "revert", "validate"}
@@ -45,10 +50,10 @@ def _finish(r, remote, dep, result, *, what: str, success: str, as_json: bool,
     if summary is not None:
         with open(summary, "a", encoding="utf-8") as f:
             f.write(markdown_summary(rec))
-    for fin in dep.values.get("finalize_results", []):
+    for fin in dep.state.finalize_results:
         if not fin.ok:
             r.message(f"warning: {fin.plan}: {fin.error}")
-    out = dep.values.get("outcome") or {}
+    out = dep.state.outcome or {}
     if result.error is None:
         r.result({"deployment": rec} if as_json else {}, success)
         return
@@ -56,12 +61,10 @@ def _finish(r, remote, dep, result, *, what: str, success: str, as_json: bool,
         c = r.console
         from rich.markup import escape
 
-        from conveyor.stages.prod import outcome_text
-
         c.print(f"[bold red]{what} {rec['id']} failed[/bold red]"
                 + (f" at step [bold]{out['failed_step']}[/bold]" if out.get("failed_step")
                    else ""))
-        for line in outcome_text(dep):
+        for line in outcome_text(dep.state):
             c.print("  " + escape(line))
     else:
         r.result({"deployment": rec})
@@ -75,28 +78,28 @@ def deploy_promoted(ctx: typer.Context | None, env: str, project_dir: Path, *,
                     summary: Path | None = None, dry_run: bool = False, as_json: bool = False,
                     source: str | None = None) -> None:
     """`conveyor deploy ENV` for an environment with `promote_from` (and `conveyor promote`)."""
-    from conveyor.stages.prod import ProdOptions, plan_promotion, run_prod
+    from conveyor.promotion import plan_promotion
 
-    cfg = _load(project_dir)
+    cfg = load(project_dir)
     opts = ProdOptions(project_dir=cfg.root_dir, allow_destructive=allow_destructive,
                        validate=validate, wait=wait, wait_timeout=wait_timeout,
                        junit=junit.resolve() if junit is not None else None)
     promo = plan_promotion(cfg, env, image, opts, force=force, source=source)
     remote, img, dep, kind = promo.remote, promo.image, promo.dep, promo.kind
-    r = _renderer(ctx, as_json, remote.redactor)
+    r = renderer(ctx, as_json, remote.redactor)
     if promo.warning:
         if r.json_mode:
             r.message(promo.warning)
         else:
             r.console.print(f"[bold red]{promo.warning}[/bold red]")
     if dry_run:
-        _print_plan(r, dep.describe(), f"{kind} {img.ref} to {env} ({remote.host})")
+        print_plan(r, dep.describe(), f"{kind} {img.ref} to {env} ({remote.host})")
         return
     if not r.json_mode:
         r.console.print(f"{kind} [bold]{img.ref}[/bold] ({promo.origin}) to [bold]{env}[/bold] "
                         f"({remote.host}), deployment {dep.record.id}")
     try:
-        result = run_prod(dep, _emitter(r, STREAMED))
+        result = run_deployment(dep, emitter(r, STREAMED))
     finally:
         remote.close()
     done = "promoted" if kind == "promote" else "deployed"
@@ -127,9 +130,7 @@ def promote(
     """Deploy to TARGET the image that last passed SOURCE (exact digest): lock, pull, plan and
     lint the migrations, back up, stop the app, migrate, start, health, validate; on any
     failure the previous version serves again. Same as `conveyor deploy TARGET`."""
-    from conveyor.errors import ConfigError
-
-    cfg = _load(project_dir)
+    cfg = load(project_dir)
     declared = cfg.environment(target).promote_from
     if declared and declared != source:
         raise ConfigError(f"{target} is promoted from {declared}, not {source}",
@@ -161,29 +162,28 @@ def rollback(
 ) -> None:
     """Go back to a previous image (same steps as a deployment: pull, stop, [revert], start,
     health, validate; on failure what served keeps serving)."""
-    from conveyor.stages.prod import ProdOptions, rollback_plans, rollback_target, run_prod
-    from conveyor.stages.remote import Remote
+    from conveyor.plans.rollback import rollback_plans, rollback_target
 
-    cfg = _load(project_dir)
+    cfg = load(project_dir)
     remote = Remote(cfg, env)
     try:
         target, info = rollback_target(remote, to)
         opts = ProdOptions(project_dir=cfg.root_dir, validate=not no_validate, wait=wait,
                            wait_timeout=wait_timeout, migrations=migrations)
         dep = rollback_plans(remote, target, opts, info=info)
-        r = _renderer(ctx, as_json, remote.redactor)
+        r = renderer(ctx, as_json, remote.redactor)
         if dry_run:
-            _print_plan(r, dep.describe(), f"rollback {env} to {target.ref} ({remote.host})")
+            print_plan(r, dep.describe(), f"rollback {env} to {target.ref} ({remote.host})")
             return
         if not r.json_mode:
             r.console.print(f"rolling [bold]{env}[/bold] back to [bold]{target.ref}[/bold]"
                             + (f" (deployment {info['to']})" if info.get("to") else "")
                             + (", reverting the migrations it does not have" if migrations
                                else "") + f", deployment {dep.record.id}")
-        result = run_prod(dep, _emitter(r, STREAMED))
+        result = run_deployment(dep, emitter(r, STREAMED))
     finally:
         remote.close()
-    reverted = dep.values.get("migrations_reverted") or []
+    reverted = dep.state.migrations_reverted
     _finish(r, remote, dep, result, what=f"{env} rollback", as_json=as_json,
             success=f"[green]rolled back[/green] {env} to {target.ref}"
             + (f"; reverted {', '.join(reverted)}" if reverted else "") + f": {remote.url}")
@@ -200,31 +200,24 @@ def backup(
 ) -> None:
     """Back up the environment's database now (pg_dump custom format, verified, kept on the
     host under backup.dir with the environment's retention)."""
-    from conveyor.pipeline import execute
-    from conveyor.stages.backup import human_size, require_managed_db
-    from conveyor.stages.prod import backup_plan
-    from conveyor.stages.remote import Remote
+    from conveyor.plans.backup import backup_plan, run_backup
+    from conveyor.steps.backup import human_size, require_managed_db
 
-    cfg = _load(project_dir)
+    cfg = load(project_dir)
     remote = Remote(cfg, env)
     require_managed_db(remote)
-    plan, bid = backup_plan(remote)
-    r = _renderer(ctx, as_json, remote.redactor)
+    plan, st, _bid = backup_plan(remote)
+    r = renderer(ctx, as_json, remote.redactor)
     if dry_run:
-        _print_plan(r, plan.describe(), plan.name)
+        print_plan(r, plan.describe(), plan.name)
         return
     try:
-        result = execute(plan, _emitter(r), raise_on_failure=False)
-        if result.error is not None and result.values.get("lock_id"):
-            from conveyor.stages.remote import unlock_step
-
-            execute(type(plan)(plan.name, [unlock_step(remote)]), _emitter(r), result.values,
-                    raise_on_failure=False)
+        result = run_backup(remote, plan, st, emitter(r))
     finally:
         remote.close()
     if result.error is not None:
         raise result.error
-    meta = result.values["backup"]
+    meta = st.backup or {}
     r.result({"backup": meta}, f"[green]backed up[/green] {env}: {meta['id']} "
              f"({meta['file']}, {human_size(meta['size'])})")
 
@@ -238,10 +231,9 @@ def backups(
     """List the environment's backups (oldest first)."""
     import json
 
-    from conveyor.stages.backup import backup_dir, human_size, list_backups, require_managed_db
-    from conveyor.stages.remote import Remote
+    from conveyor.steps.backup import backup_dir, human_size, list_backups, require_managed_db
 
-    cfg = _load(project_dir)
+    cfg = load(project_dir)
     remote = Remote(cfg, env)
     require_managed_db(remote)
     try:
@@ -282,25 +274,24 @@ def restore(
     """Restore the environment's database from a backup: stop the app, restore into a new
     database, swap it in, start the app and check its health; the replaced database is backed
     up first, and swapped back if anything fails."""
-    from conveyor.errors import ConveyorError
-    from conveyor.stages.backup import parse_backup_ref
-    from conveyor.stages.prod import ProdOptions, restore_plans, run_prod
-    from conveyor.stages.remote import Remote
+    from conveyor.plans.restore import restore_plans
+    from conveyor.steps.backup import parse_backup_ref
 
-    cfg = _load(project_dir)
+    cfg = load(project_dir)
     remote = Remote(cfg, env)
     backup_id = parse_backup_ref(remote, backup_ref)
     opts = ProdOptions(project_dir=cfg.root_dir, wait=wait)
     dep = restore_plans(remote, backup_id, opts)
-    r = _renderer(ctx, as_json, remote.redactor)
+    r = renderer(ctx, as_json, remote.redactor)
     if dry_run:
-        _print_plan(r, dep.describe(), f"restore {env} from {backup_id} ({remote.host})")
+        print_plan(r, dep.describe(), f"restore {env} from {backup_id} ({remote.host})")
         return
     if not yes:
         if not sys.stdin.isatty():
             raise ConveyorError(f"not restoring {env} without confirmation",
                                 hint="re-run in a terminal, or pass --yes")
-        typer.echo(f"This replaces ALL data of {env}'s database {remote.env.database.name} on "
+        db = remote.managed_database("restores")
+        typer.echo(f"This replaces ALL data of {env}'s database {db.name} on "
                    f"{remote.host} with backup {backup_id}; the app is stopped meanwhile (the "
                    "current data is backed up first).")
         if not typer.confirm(f"Restore {env} from {backup_id}?"):
@@ -309,8 +300,8 @@ def restore(
         r.console.print(f"restoring [bold]{env}[/bold] from backup [bold]{backup_id}[/bold] "
                         f"({remote.host}), deployment {dep.record.id}")
     try:
-        result = run_prod(dep, _emitter(r, STREAMED))
-        after = _restored_state(remote, dep.values) if result.error is None else None
+        result = run_deployment(dep, emitter(r, STREAMED))
+        after = _restored_state(remote, dep.state) if result.error is None else None
     finally:
         remote.close()
     if after:
@@ -320,22 +311,21 @@ def restore(
             success=f"[green]restored[/green] {env} from {backup_id}")
 
 
-def _restored_state(remote, values: dict[str, Any]) -> list[str]:
+def _restored_state(remote: Remote, st: Any) -> list[str]:
     """After a restore: does the serving image know exactly the restored migrations?"""
     import tempfile
 
-    from conveyor.errors import ConveyorError
-    from conveyor.stages.backup import serving_image
-    from conveyor.stages.prod import applied_now, fetch_image_migrations
+    from conveyor.steps.image import fetch_image_migrations
+    from conveyor.steps.pending import applied_now
 
     lines = []
     applied = applied_now(remote)
-    source = values.get("restore_source") or {}
+    source = st.restore_source or {}
     if applied is None:
         return [f"the applied migrations cannot be read: check `conveyor status {remote.name}`"]
     lines.append(f"the database now has {len(applied)} migration(s) applied, as in backup "
                  f"{source.get('id')}")
-    image = serving_image(values)
+    image = st.serving_image
     if not image:
         return lines
     try:

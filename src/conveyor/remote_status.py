@@ -1,0 +1,129 @@
+"""`conveyor status ENV` and `conveyor logs ENV migrate` for a remote environment: what runs on
+the host, its health, its migrations and its last deployment, read-only."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from conveyor import host
+from conveyor.http import http_get
+from conveyor.imageref import REVISION_LABEL
+from conveyor.records import actor
+from conveyor.steps import migrate_engine as engine
+from conveyor.steps.record import read_history, read_record
+from conveyor.targets.remote import Remote, tail
+
+
+def _parse_sections(text: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    key = None
+    for line in text.splitlines():
+        if line.startswith("::") and line.endswith("::"):
+            key = line.strip(":")
+            continue
+        if key and line.strip():
+            try:
+                out[key] = json.loads(line)
+            except ValueError:
+                out[key] = None
+    return out
+
+
+def status_argv(remote: Remote) -> tuple[str, ...]:
+    return host.argv("status", remote.state_dir, remote.app_container,
+                     remote.previous_container, remote.db_container or "")
+
+
+def _container_summary(c: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not c:
+        return None
+    state = c.get("State") or {}
+    config = c.get("Config") or {}
+    labels = config.get("Labels") or {}
+    image = labels.get("conveyor.image") or config.get("Image")
+    return {
+        "name": (c.get("Name") or "").lstrip("/"),
+        "id": (c.get("Id") or "")[:12],
+        "state": state.get("Status"),
+        "health": (state.get("Health") or {}).get("Status"),
+        "started_at": state.get("StartedAt"),
+        "restarts": c.get("RestartCount", 0),
+        "image": image,
+        "digest": image.split("@", 1)[1] if image and "@" in image else None,
+        "image_id": c.get("Image"),
+        "revision": labels.get(REVISION_LABEL),
+        "deployment": labels.get("conveyor.deployment"),
+    }
+
+
+def migration_status(remote: Remote, image_ref: str) -> dict[str, Any]:
+    """Applied/pending migrations and drift, by the engine in a temporary container of the
+    running image (its migrations are the ones deployed). Read-only."""
+    mcfg = remote.cfg.migrations
+    if mcfg.command:
+        return {"ok": False, "error": "migrations.command is set: conveyor's engine does not "
+                "know this project's migration tool", "applied": [], "pending": [], "drift": []}
+    argv = engine.engine_argv(image_ref, name=None, network=remote.network,
+                                      labels=remote.labels("migrate-status"))
+    stdin = engine.engine_stdin("status", remote.database_url(), mcfg.container_dir,
+                                        lock_timeout=mcfg.lock_timeout, applied_by=actor())
+    r = remote.transport.run(argv, input=stdin, check=False, timeout=120)
+    parsed = engine.parse_output(r.stdout)
+    res = parsed.result
+    if not res or not res.get("ok"):
+        res = res or {}
+        return {"ok": False, "error": res.get("text") or res.get("message")
+                or tail(r.stderr or r.stdout), "applied": [], "pending": [], "drift": []}
+    return {"ok": True,
+            "applied": [{"version": a["version"], "name": a["name"], "state": a["state"],
+                         "applied_at": a.get("applied_at") or a.get("run_on")}
+                        for a in res.get("applied", [])],
+            "pending": [{"version": p["version"], "name": p["name"]}
+                        for p in res.get("pending", [])],
+            "drift": res.get("problems", [])}
+
+
+def gather_status(remote: Remote, *, migrations: bool = True) -> dict[str, Any]:
+    """Everything `conveyor status ENV` shows, as plain data (redacted)."""
+    out: dict[str, Any] = {"environment": remote.name, "host": remote.host, "url": remote.url,
+                           "kind": "remote"}
+    r = remote.transport.run(status_argv(remote), check=False, timeout=60)
+    sections = _parse_sections(r.stdout)
+    app = _container_summary(sections.get("app"))
+    out["app"] = app or {"name": remote.app_container, "state": "missing"}
+    prev = sections.get("previous")
+    out["previous"] = ({"name": remote.previous_container, "state": prev.get("Status")}
+                       if prev else None)
+    if remote.managed_db:
+        db = _container_summary(sections.get("db"))
+        out["db"] = db or {"name": remote.db_container, "state": "missing"}
+    else:
+        out["db"] = {"kind": "url"}
+    out["lock"] = sections.get("lock")
+    out["last_deployment"] = sections.get("last")
+    status, body = http_get(remote.health_url, timeout=5.0)
+    out["health"] = {"url": remote.health_url, "ok": status == remote.app.health.expect_status,
+                     "status": status, "error": None if status else body}
+    if migrations and app and app.get("image") and app.get("state") == "running" and (
+            not remote.managed_db or (out["db"].get("state") == "running")):
+        out["migrations"] = migration_status(remote, app["image"])
+    else:
+        out["migrations"] = {"ok": False, "error": "no running app (or database) to ask",
+                             "applied": [], "pending": [], "drift": []}
+    return remote.redactor(out)
+
+
+def last_migrate_output(remote: Remote) -> tuple[dict[str, Any] | None, list[str]]:
+    """The kept output of the newest recorded deployment that ran a migrate step."""
+    for entry in reversed(read_history(remote, 200)):
+        # the newest deployment whose migrate step has output (it ran the container, or failed)
+        if any(s.get("name") == "migrate" and (s.get("lines") or s.get("status") != "ok")
+               for s in entry.get("steps", [])):
+            rec = read_record(remote, entry["id"])
+            step = next(s for s in rec["steps"] if s["name"] == "migrate")
+            lines = list(step.get("output") or [])
+            if step.get("error"):
+                lines.append(step["error"])
+            return rec, lines
+    return None, []

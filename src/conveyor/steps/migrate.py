@@ -1,0 +1,94 @@
+"""The migrate step: pending migrations applied in a temporary container of the new image, on
+the database's network (conveyor's engine shipped on stdin, or `migrations.command`).
+
+Skipped when the image's migrations fingerprint equals what the database has applied (read in
+the lock step's round trip): nothing to migrate, no container started.
+"""
+
+from __future__ import annotations
+
+from conveyor import host
+from conveyor.errors import MigrationStepFailed
+from conveyor.imageref import ImageRef
+from conveyor.plan import Step, StepIO
+from conveyor.records import actor
+from conveyor.state.deploy import DeployState
+from conveyor.steps import migrate_engine as engine
+from conveyor.targets.remote import Remote, env_file, tail
+
+#: what a failed migration means for the app, by stage
+DEV_HINT = ("the app was not touched: the previous version keeps serving. Fix the migration (a "
+            "new one, if the failing one was applied elsewhere) and deploy again")
+PROD_HINT = "the previous version is started again; what serves and what the database holds: above"
+
+
+def nothing_to_migrate(remote: Remote, st: DeployState) -> str | None:
+    """A note when the database provably holds exactly the image's migrations, else None."""
+    if remote.cfg.migrations.command or not remote.managed_db:
+        return None
+    image_fp = st.image_labels.get(engine.FINGERPRINT_LABEL)
+    if not image_fp or st.db_applied is None:
+        return None
+    if engine.applied_fingerprint(st.db_applied) != image_fp:
+        return None
+    count = image_fp.split(":", 1)[0]
+    return (f"nothing to migrate: the database has applied exactly the image's {count} "
+            "migrations (versions and checksums)")
+
+
+def migrate_step(remote: Remote, image: ImageRef, deployment_id: str, *,
+                 hint: str = DEV_HINT) -> Step[DeployState]:
+    mcfg = remote.cfg.migrations
+    name = remote.container_name("migrate", deployment_id)
+    labels = remote.labels("migrate", **{"conveyor.deployment": deployment_id})
+    if mcfg.command:
+        env_path = f"{remote.state_dir}/migrate-{deployment_id}.env"
+        run_argv = engine.user_command_argv(image.ref, mcfg.command, name=name,
+                                            network=remote.network, env_file=env_path,
+                                            labels=labels)
+        argv = host.argv("with_env_file", env_path, *run_argv)
+        describe: list = [host.shown(argv),
+                          "stdin: env file with DATABASE_URL (0600, removed afterwards)"]
+    else:
+        argv = engine.engine_argv(image.ref, name=name, network=remote.network, labels=labels)
+        describe = [engine.describe_engine_argv(argv),
+                    ("stdin: a JSON header with DATABASE_URL (never in argv) + conveyor's "
+                    f"migration engine ({len(engine.engine_zip())} bytes zip)")]
+    if not mcfg.command and remote.managed_db:
+        describe.append(f"(not started when the image's label {engine.FINGERPRINT_LABEL} equals "
+                        "the fingerprint of the migrations the database has applied, read in "
+                        "the lock step: nothing to migrate)")
+
+    def action(st: DeployState, io: StepIO) -> None:
+        skip = nothing_to_migrate(remote, st)
+        if skip:
+            st.migrations_applied = []
+            io.note(skip)
+            return
+        url = remote.database_url()
+
+        def sink(line: str) -> None:
+            if not line.startswith(engine.RESULT_MARK):
+                io.log(line)
+
+        if mcfg.command:
+            stdin = env_file({"DATABASE_URL": url}, "DATABASE_URL").encode()
+        else:
+            stdin = engine.engine_stdin(
+                "run", url, mcfg.container_dir, lock_timeout=mcfg.lock_timeout,
+                applied_by=f"{actor()} via conveyor deploy {remote.name}")
+        assert io.transport is not None
+        r = io.transport.run(argv, input=stdin, stream=sink, check=False, timeout=None)
+        parsed = engine.parse_output(r.stdout)
+        st.migrate_result = parsed.result
+        if r.returncode != 0:
+            res = parsed.result or {}
+            message = res.get("text") or res.get("message") or tail(r.stderr or r.stdout)
+            raise MigrationStepFailed(f"migration failed on {remote.name}: {message}", hint=hint)
+        st.migrations_applied = parsed.applied
+        io.note(f"applied {len(parsed.applied)}: {', '.join(parsed.applied)}"
+                if parsed.applied else ("nothing to migrate" if parsed.result else "done"))
+
+    return Step("migrate", action, describe=describe,
+                reads=("image_labels", "db_applied"),
+                writes=("migrate_result", "migrations_applied"))

@@ -1,0 +1,86 @@
+"""Runs inside a temporary container of the application's image (shipped there by
+`conveyor.steps.migrate_engine`, never installed): applies the pending migrations, reverts
+exactly the given ones, or reports their status, with conveyor's engine, and ends with one
+machine-readable result line.
+
+Standard library and `conveyor.migrations` only: the image has python3 and libpq (psycopg's
+wheel) but not conveyor. Progress lines go to stdout as they happen; the last line is
+`RESULT_MARK` followed by a JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+RESULT_MARK = "::conveyor-result::"
+
+
+def _pending_names(pending) -> str:
+    return ", ".join(m.name for m in pending) or "none"
+
+
+class NotNewest(Exception):
+    pass
+
+
+def _revert_exactly(migrator, want: list) -> dict:
+    """Revert exactly `want` (newest first), which must be the newest applied migrations."""
+    newest = [a.version for a in reversed(migrator.status().applied)][:len(want)]
+    if newest != want:
+        raise NotNewest(f"the newest applied migrations are {newest}, expected {want}: "
+                        "nothing was reverted")
+    return migrator.revert(len(want)).to_dict()
+
+
+def main(header: dict) -> int:
+    from conveyor.migrations import MigrationError, Migrator
+
+    def on_event(event: str, **data) -> None:
+        if event == "plan" and "pending" in data:
+            pending = data["pending"]
+            print(f"{len(pending)} pending migration(s): {_pending_names(pending)}", flush=True)
+            for problem in data.get("problems") or []:
+                print(f"note: {problem}", flush=True)
+        elif event == "start" and command == "revert":
+            print(f"reverting {data.get('name')} ...", flush=True)
+        elif event == "start":
+            print(f"applying {data.get('name')} ...", flush=True)
+        elif event == "done":
+            step = data.get("step")
+            if step is not None:
+                ms = f" ({step.duration_ms:.0f} ms)" if step.duration_ms is not None else ""
+                done = "reverted" if command == "revert" else "applied"
+                print(f"{done} {step.name}{ms}", flush=True)
+
+    command = header.get("command", "run")
+    migrator = Migrator(header["database_url"], header["migration_dir"],
+                        lock_timeout=float(header.get("lock_timeout", 60)),
+                        applied_by=header.get("applied_by"), on_event=on_event)
+    try:
+        if command == "run":
+            result = migrator.run().to_dict()
+            if not result["applied"]:
+                print("nothing to migrate", flush=True)
+        elif command == "discover":
+            from conveyor.migrations import discover
+
+            result = {"migrations": [{"version": m.version, "name": m.name,
+                                      "checksum": m.checksum}
+                                     for m in discover(header["migration_dir"])]}
+        elif command == "revert":
+            result = _revert_exactly(migrator, list(header["versions"]))
+        elif command == "status":
+            result = migrator.status().to_dict()
+            for p in result["pending"]:
+                p.pop("up_sql", None)
+        else:
+            raise SystemExit(f"unknown command {command!r}")
+        out = {"ok": True, **result}
+    except NotNewest as exc:
+        out = {"ok": False, "error": "NotNewest", "message": str(exc)}
+    except MigrationError as exc:
+        print(str(exc), file=sys.stderr, flush=True)
+        out = {"ok": False, **exc.to_dict(), "text": str(exc)}
+    print(RESULT_MARK + json.dumps(out, default=str), flush=True)
+    return 0 if out["ok"] else 1

@@ -1,0 +1,1 @@
+"""Resolved targets: an environment's names, paths and transport, computed from the config."""
