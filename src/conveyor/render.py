@@ -4,35 +4,10 @@ machines. Every text goes through the redactor, so a secret never reaches the te
 from __future__ import annotations
 
 import json
-import re
 import sys
-from typing import Any, Iterable
+from typing import Any
 
-_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.I)
-
-
-class Redactor:
-    """Replaces known secret values (and any password inside a URL) with ***."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets: set[str] = set()
-        for s in secrets:
-            self.add(s)
-
-    def add(self, secret: str | None) -> None:
-        if secret and len(secret) >= 3:
-            self._secrets.add(secret)
-
-    def __call__(self, value: Any) -> Any:
-        if isinstance(value, str):
-            for s in sorted(self._secrets, key=len, reverse=True):
-                value = value.replace(s, "***")
-            return _URL_PASSWORD.sub(r"\1***@", value)
-        if isinstance(value, dict):
-            return {k: self(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [self(v) for v in value]
-        return value
+from conveyor.masking import Redactor
 
 
 class Renderer:

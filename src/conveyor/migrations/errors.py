@@ -1,34 +1,25 @@
 """Typed errors of the migration engine.
 
 Every error renders (``str()``) as one paragraph that says what went wrong, where, and how to fix
-it, so the CLI prints it as is, without a traceback. Nothing here imports psycopg.
+it, so the CLI prints it as is, without a traceback; secrets are masked by
+:func:`conveyor.masking.mask_secrets` (re-exported here). Nothing here imports psycopg.
 """
 
 from __future__ import annotations
 
-_PATTERNS = None  # compiled on first use: importing ``re`` costs ~8 ms of start-up
+from conveyor.masking import mask_secrets
 
-
-def _patterns():
-    global _PATTERNS
-    if _PATTERNS is None:
-        import re
-
-        _PATTERNS = (
-            re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)",
-                       re.I),
-            re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.I),
-        )
-    return _PATTERNS
-
-
-def mask_secrets(text: str) -> str:
-    """Replace passwords in database URLs / libpq key-value strings with ``***``."""
-    if "://" not in text and "=" not in text:
-        return text  # neither a URL nor a key=value string: nothing to mask
-    url, kv = _patterns()
-    text = url.sub(lambda m: m["head"] + "***" + m["tail"], text)
-    return kv.sub(lambda m: m["head"] + "***", text)
+__all__ = [
+    "ConnectionFailed",
+    "DiscoveryError",
+    "DriftError",
+    "LockTimeout",
+    "MigrationError",
+    "MigrationFailed",
+    "NotRevertible",
+    "UsageError",
+    "mask_secrets",
+]
 
 
 class MigrationError(Exception):
@@ -120,8 +111,8 @@ class MigrationFailed(MigrationError):
 
     def __str__(self) -> str:
         verb = "applying" if self.direction == "up" else "reverting"
-        parts = [f"Migration {self.name} (version {self.version}) failed while {verb} it, at "
-                 f"{self.location}: {self.message.rstrip('.')}."]
+        parts = [(f"Migration {self.name} (version {self.version}) failed while {verb} it, at "
+                  f"{self.location}: {self.message.rstrip('.')}.")]
         if self.sqlstate:
             parts[-1] = parts[-1][:-1] + f" [SQLSTATE {self.sqlstate}]."
         if self.detail:
