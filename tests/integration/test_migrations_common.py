@@ -49,7 +49,7 @@ def psql(url: str, sql: str | None = None, *, file: Path | None = None,
     if single_transaction:
         argv.append("-1")
     argv += ["-f", str(file)] if file is not None else ["-c", sql or ""]
-    r = subprocess.run(argv, capture_output=True, text=True)
+    r = subprocess.run(argv, capture_output=True, text=True, check=False)
     if check and r.returncode != 0:
         raise AssertionError(f"psql failed ({r.returncode}): {r.stderr}")
     return r.stdout.strip()
@@ -82,7 +82,7 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None,
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "conveyor.migrations", *args],
                           capture_output=True, text=True, env=full_env, cwd=cwd,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:

@@ -88,13 +88,13 @@ def mdir(tmp_path):
 
 
 def test_mig_interop_versions_equal_diesel_derivation(pg_url, mdir, capsys):
-    code, out, err = cli(capsys, "run", "--database-url", pg_url, "--migration-dir", str(mdir))
+    code, _out, err = cli(capsys, "run", "--database-url", pg_url, "--migration-dir", str(mdir))
     assert code == 0, err
     written = [r[0] for r in rows(pg_url, "SELECT version FROM __diesel_schema_migrations"
                                           " ORDER BY version")]
     assert written == sorted(diesel_version(n) for n in NAMES)
     assert "202607301400000000" in written and "20231101120000" in written
-    assert "20260802000000 with spaces in it".split("_")[0] not in written  # sanity
+    assert ["20260802000000 with spaces in it"][0] not in written  # sanity
     assert [m.version for m in discover(mdir)] == written
     assert diesel_pending(pg_url, mdir) == []
 

@@ -180,14 +180,14 @@ def test_mig_runtime_error_without_position_names_the_statement(pg_url, tmp_path
                     "INSERT INTO t VALUES (1, 1);\n\n-- the next one violates the check\n"
                     "INSERT INTO t VALUES (2, 5);\n  INSERT INTO t VALUES (3, -1);\n"
                     "INSERT INTO t VALUES (4, 4);\n")
-    code, out, err = cli(capsys, "run", "--database-url", pg_url, "--migration-dir", str(mdir))
+    code, _, err = cli(capsys, "run", "--database-url", pg_url, "--migration-dir", str(mdir))
     assert code == 1
     assert "2_data/up.sql:5:3" in err and "violates check constraint" in err
     assert "INSERT INTO t VALUES (3, -1);" in err
     assert rows(pg_url, "SELECT count(*) FROM t")[0][0] == 0
     # a position-less error inside a DO block / function: the statement and the context
     write_migration(mdir, "2_data", "DO $$ BEGIN\n  RAISE EXCEPTION 'nope' USING HINT = 'fix it';\nEND $$;\n")
-    code, out, err = cli(capsys, "run", "--database-url", pg_url, "--migration-dir", str(mdir))
+    code, _out, err = cli(capsys, "run", "--database-url", pg_url, "--migration-dir", str(mdir))
     assert code == 1 and "2_data/up.sql:1:1" in err and "Hint: fix it" in err
     assert "PL/pgSQL" in err
 
@@ -195,7 +195,7 @@ def test_mig_runtime_error_without_position_names_the_statement(pg_url, tmp_path
 def test_mig_incomplete_last_statement_points_at_end_of_file(pg_url, tmp_path, capsys):
     mdir = tmp_path / "m"
     write_migration(mdir, "1_cut", "CREATE TABLE a (id int);\nCREATE TABLE b (id int")
-    code, out, err = cli(capsys, "run", "--database-url", pg_url, "--migration-dir", str(mdir))
+    code, _out, err = cli(capsys, "run", "--database-url", pg_url, "--migration-dir", str(mdir))
     assert code == 1 and "1_cut/up.sql:2:23" in err and "end of the file" in err
     assert rows(pg_url, "SELECT to_regclass('a')")[0][0] is None
 
@@ -207,7 +207,7 @@ def test_mig_non_transactional_create_index_concurrently(pg_url, mdir, capsys):
                     "DROP INDEX CONCURRENTLY posts_title_idx;\n",
                     "run_in_transaction = false\n")
     write_migration(mdir, "20240302000000_after_index", "SELECT 1;\n", "SELECT 1;\n")
-    code, out, err = cli(capsys, "run", *args)
+    code, _out, err = cli(capsys, "run", *args)
     assert code == 0, err
     assert rows(pg_url, "SELECT indisvalid FROM pg_index WHERE indexrelid ="
                         " 'posts_title_idx'::regclass")[0][0] is True
@@ -220,7 +220,7 @@ def test_mig_concurrently_in_a_transaction_fails_with_a_hint(pg_url, mdir, capsy
     args = ("--database-url", pg_url, "--migration-dir", str(mdir))
     write_migration(mdir, "20240301000000_index_posts",
                     "CREATE INDEX CONCURRENTLY posts_title_idx ON posts (title);\n")
-    code, out, err = cli(capsys, "run", *args)
+    code, _out, err = cli(capsys, "run", *args)
     assert code == 1
     assert "cannot run inside a transaction block" in err
     assert "run_in_transaction = false" in err
@@ -282,7 +282,7 @@ def test_mig_migrations_applied_by_diesel_are_adopted_not_drift(pg_url, mdir, ca
     code, out, _ = cli(capsys, "status", "--json", *args)
     data = json.loads(out)
     assert data["applied"][0]["state"] == "unrecorded" and data["run_would_refuse"] is False
-    code, out, err = cli(capsys, "run", *args)
+    code, out, _err = cli(capsys, "run", *args)
     assert code == 0 and "Applied 2024-01-01" not in out and "2 migrations applied" in out
     assert rows(pg_url, "SELECT source FROM __conveyor_migrations WHERE version ="
                         " '20240101000000'")[0][0] == "adopted"
@@ -295,7 +295,7 @@ def test_mig_search_path_is_restored_after_a_migration(pg_url, tmp_path, capsys)
     write_migration(mdir, "1_schema", "CREATE SCHEMA app;\nSET search_path TO app;\n"
                                       "CREATE TABLE inside (id int);\n")
     write_migration(mdir, "2_after", "CREATE TABLE outside (id int);\n")
-    code, out, err = cli(capsys, "run", "--database-url", pg_url, "--migration-dir", str(mdir))
+    code, _out, err = cli(capsys, "run", "--database-url", pg_url, "--migration-dir", str(mdir))
     assert code == 0, err
     assert rows(pg_url, "SELECT to_regclass('app.inside') IS NOT NULL,"
                         " to_regclass('public.outside') IS NOT NULL")[0] == (True, True)
@@ -344,21 +344,21 @@ def test_mig_database_and_directory_from_the_project_config(pg_url, tmp_path, mo
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("MIGRATION_DIRECTORY", raising=False)
     monkeypatch.setenv("DEMO_DB_URL", pg_url)
-    code, out, err = cli(capsys, "-C", str(project), "run")
+    code, _, err = cli(capsys, "-C", str(project), "run")
     assert code == 0, err
     assert rows(pg_url, "SELECT to_regclass('from_config') IS NOT NULL")[0][0] is True
-    code, out, err = cli(capsys, "status", "-C", str(project), "--env", "nope")
+    code, _, err = cli(capsys, "status", "-C", str(project), "--env", "nope")
     assert code == 2 and "unknown environment 'nope'" in err and "Traceback" not in err
     # DATABASE_URL wins over the config's environment
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:secret@127.0.0.1:1/x")
-    code, out, err = cli(capsys, "status", "-C", str(project))
+    code, _out, err = cli(capsys, "status", "-C", str(project))
     assert code == 1 and "Cannot connect" in err and "secret" not in err
 
 
 def test_mig_verbose_shows_server_notices(pg_url, tmp_path, capsys):
     mdir = tmp_path / "m"
     write_migration(mdir, "1_note", "DO $$ BEGIN RAISE NOTICE 'hello from a migration'; END $$;\n")
-    code, out, err = cli(capsys, "run", "-v", "--database-url", pg_url, "--migration-dir", str(mdir))
+    code, _out, err = cli(capsys, "run", "-v", "--database-url", pg_url, "--migration-dir", str(mdir))
     assert code == 0 and "hello from a migration" in err and "skipping" not in err
 
 
@@ -378,7 +378,7 @@ def test_mig_run_imports_only_the_stdlib_and_libpq(pg_url, mdir):
             "assert not bad, bad\n")
     args = ["migrate", "run", "--database-url", pg_url, "--migration-dir", str(mdir)]
     for _ in range(2):  # applying, then the no-op
-        r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+        r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=False)
         assert r.returncode == 0, r.stderr
 
 
@@ -412,12 +412,12 @@ def test_mig_failure_after_earlier_batches_reports_and_keeps_the_earlier_ones(pg
         write_migration(mdir, f"{i}_ok", f"SELECT {i};\n")
     write_migration(mdir, "6_broken", "SELECT 1;\nSELEC 2;\n")
     write_migration(mdir, "7_after", "SELECT 7;\n")
-    code, out, err = cli(capsys, "run", "--database-url", pg_url, "--migration-dir", str(mdir))
+    code, _, err = cli(capsys, "run", "--database-url", pg_url, "--migration-dir", str(mdir))
     assert code == 1 and "6_broken/up.sql:2:1" in err
     assert diesel_rows(pg_url) == ["1", "2", "3", "4", "5"]
     assert rows(pg_url, "SELECT count(*), count(duration_ms) FROM __conveyor_migrations"
                         " WHERE source = 'conveyor'")[0] == (5, 5)
     write_migration(mdir, "6_broken", "SELECT 1;\nSELECT 2;\n")
-    code, out, err = cli(capsys, "run", "--database-url", pg_url, "--migration-dir", str(mdir))
+    code, _out, err = cli(capsys, "run", "--database-url", pg_url, "--migration-dir", str(mdir))
     assert code == 0, err
     assert diesel_rows(pg_url) == ["1", "2", "3", "4", "5", "6", "7"]

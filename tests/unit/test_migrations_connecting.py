@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conveyor.migrations import engine, pq
+from conveyor.migrations import connecting, engine, pq
 from conveyor.migrations.errors import ConnectionFailed, DiscoveryError
 
 
@@ -56,9 +56,9 @@ def test_connection_error_is_raised_by_the_caller(tmp_path, monkeypatch):
 def test_result_returns_the_connection_once_made(monkeypatch):
     conn = FakeConn()
     monkeypatch.setattr(pq, "connect", lambda conninfo: conn)
-    c = engine._Connecting("x")
+    c = connecting.Connecting("x")
     assert c.result() is conn and not conn.closed
-    c2 = engine._Connecting("x")
+    c2 = connecting.Connecting("x")
     c2.result()
     c2.abandon()
     assert conn.closed

@@ -55,7 +55,7 @@ def test_discover_sorts_by_version_as_string_and_reads_files(tmp_path):
     mk(tmp_path, "2024-01-01-000000-0001_c", "SELECT 3;\n")
     ms = discover(tmp_path)
     assert [m.version for m in ms] == ["20240101000000", "202401010000000001", "20240102000000"]
-    a, c, b = ms
+    a, _c, b = ms
     assert a.name == "2024-01-01-000000_a"
     assert a.directory == tmp_path / "2024-01-01-000000_a"
     assert a.up_path == tmp_path / "2024-01-01-000000_a" / "up.sql"

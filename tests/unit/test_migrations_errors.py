@@ -71,5 +71,5 @@ def test_library_exports_resolve_lazily():
             "assert 'psycopg' not in sys.modules, 'the core must not import psycopg'\n"
             "for banned in ('typer', 'rich', 'pydantic', 'conveyor.config'):\n"
             "    assert banned not in sys.modules, banned\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr

@@ -12,7 +12,8 @@ import pytest
 
 from conveyor.migrations import lint
 from conveyor.migrations.discovery import discover
-from conveyor.migrations.lint import LintError, lint_migrations, main, split_statements
+from conveyor.migrations.lint import LintError, lint_migrations, split_statements
+from conveyor.migrations.lint_cli import main
 
 EXISTING = "-- table users exists in the database already\n"
 
@@ -64,8 +65,8 @@ CASES = [
      "require-concurrent-index-creation", "warning"),
     ("alter-column-type", "ALTER TABLE users ALTER COLUMN id TYPE bigint;",
      "changing-column-type", "warning"),
-    ("foreign-key", "ALTER TABLE users ADD CONSTRAINT users_org_fk FOREIGN KEY (org_id) "
-     "REFERENCES orgs (id);", "adding-foreign-key-constraint", "warning"),
+    ("foreign-key", ("ALTER TABLE users ADD CONSTRAINT users_org_fk FOREIGN KEY (org_id) "
+     "REFERENCES orgs (id);"), "adding-foreign-key-constraint", "warning"),
     ("check", "ALTER TABLE users ADD CONSTRAINT users_age_ck CHECK (age >= 0);",
      "constraint-missing-not-valid", "warning"),
     ("rename-table", "ALTER TABLE users RENAME TO accounts;", "renaming-table", "warning"),
@@ -101,8 +102,8 @@ def test_operation_class_is_caught_and_classified(tmp_path, up, rule, severity):
 @pytest.mark.parametrize("up", [
     "ALTER TABLE users ADD COLUMN tenant_id bigint NOT NULL DEFAULT 0;",
     "ALTER TABLE users ADD COLUMN nickname text;",
-    "ALTER TABLE users ADD CONSTRAINT users_org_fk FOREIGN KEY (org_id) REFERENCES orgs (id) "
-    "NOT VALID;",
+    ("ALTER TABLE users ADD CONSTRAINT users_org_fk FOREIGN KEY (org_id) REFERENCES orgs (id) "
+    "NOT VALID;"),
     "ALTER TABLE users ADD CONSTRAINT users_age_ck CHECK (age >= 0) NOT VALID;",
     "ALTER TABLE users VALIDATE CONSTRAINT users_age_ck;",
     "DELETE FROM users WHERE id = 1;",
@@ -225,8 +226,8 @@ def test_dropped_table_is_no_longer_new(tmp_path):
 
 @pytest.mark.parametrize("up", [
     "CREATE INDEX CONCURRENTLY users_email_idx ON users (email);\n",
-    "SET lock_timeout = '2s';\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_email_idx "
-    "ON users (email);\n",
+    ("SET lock_timeout = '2s';\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_email_idx "
+    "ON users (email);\n"),
 ], ids=["alone", "with-other-statements"])
 def test_concurrently_in_transactional_migration_is_an_error(tmp_path, up):
     """squawk 2.70 reports this only when the file holds more than one statement; conveyor's

@@ -7,8 +7,9 @@ loaded only when a database is used)::
     m = Migrator("postgresql://...", "migrations")
     m.status(); m.plan(); m.run(); m.revert(1); m.revert(all=True); m.redo(1)
 
-The core (discovery, engine, cli) imports only the standard library and psycopg, so it can run
-inside the application's image with ``python -m conveyor.migrations run ...``.
+The package imports only the standard library, libpq (or psycopg) and ``conveyor.masking``
+(itself stdlib-only), so it can run inside the application's image with
+``python -m conveyor.migrations run ...`` (shipped there as a zip of these files).
 """
 
 from __future__ import annotations
@@ -25,16 +26,35 @@ _EXPORTS = {
     "NotRevertible": "conveyor.migrations.errors",
     "ConnectionFailed": "conveyor.migrations.errors",
     "Migrator": "conveyor.migrations.engine",
-    "Status": "conveyor.migrations.engine",
-    "RunResult": "conveyor.migrations.engine",
-    "AppliedRow": "conveyor.migrations.engine",
-    "StepResult": "conveyor.migrations.engine",
+    "Status": "conveyor.migrations.records",
+    "RunResult": "conveyor.migrations.records",
+    "AppliedRow": "conveyor.migrations.records",
+    "StepResult": "conveyor.migrations.records",
     "generate": "conveyor.migrations.generate",
-    "Problem": "conveyor.migrations.engine",
-    "LOCK_KEY": "conveyor.migrations.engine",
+    "Problem": "conveyor.migrations.records",
+    "LOCK_KEY": "conveyor.migrations.lock",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "LOCK_KEY",
+    "AppliedRow",
+    "ConnectionFailed",
+    "DiscoveryError",
+    "DriftError",
+    "LockTimeout",
+    "Migration",
+    "MigrationError",
+    "MigrationFailed",
+    "Migrator",
+    "NotRevertible",
+    "Problem",
+    "RunResult",
+    "Status",
+    "StepResult",
+    "discover",
+    "generate",
+    "version_from_name",
+]
 
 
 def __getattr__(name: str):

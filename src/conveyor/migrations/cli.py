@@ -14,182 +14,32 @@ from __future__ import annotations
 import os
 import sys
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # argparse is imported only when the fast path cannot parse the arguments
-    import argparse
-
+from conveyor.migrations.cli_args import COMMANDS, fast_parse, parser, subcommand
 from conveyor.migrations.errors import MigrationError, UsageError, mask_secrets
 
-PROG = "conveyor migrate"
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
+    from conveyor.migrations.cli_args import FastArgs
+    from conveyor.migrations.engine import Migrator
+    from conveyor.migrations.records import Problem
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-def _parser_class():
-    import argparse
-
-    class _Parser(argparse.ArgumentParser):
-        def error(self, message: str):
-            raise UsageError(f"{self.prog}: {message}.", f"See `{self.prog} --help`.")
-
-    return _Parser
-
-
-def _common() -> argparse.ArgumentParser:
-    """Options accepted before or after the sub-command (defaults are resolved later)."""
-    import argparse
-
-    p = argparse.ArgumentParser(add_help=False)
-    S = argparse.SUPPRESS
-    p.add_argument("--database-url", metavar="URL", default=S,
-                   help="PostgreSQL URL or libpq conninfo (default: $DATABASE_URL, else the "
-                   "config's environment)")
-    p.add_argument("--migration-dir", metavar="DIR", default=S,
-                   help="the migrations directory (default: $MIGRATION_DIRECTORY, the config's, "
-                   "else ./migrations)")
-    p.add_argument("-C", "--project-dir", metavar="DIR", default=S,
-                   help="the project directory (where conveyor.toml is)")
-    p.add_argument("--env", metavar="ENV", default=S,
-                   help="the config environment whose database to use (default: local)")
-    p.add_argument("--lock-timeout", metavar="SECONDS", type=float, default=S,
-                   help="how long to wait for another runner's migration lock (default: 60)")
-    p.add_argument("--allow-drift", action="store_true", default=S,
-                   help="run even if applied migrations were edited or are missing on disk")
-    p.add_argument("--json", action="store_true", default=S,
-                   help="machine-readable output (run, revert, redo, status, plan)")
-    p.add_argument("-v", "--verbose", action="store_true", default=S,
-                   help="show tracebacks and server notices")
-    return p
-
-
-_HELP = {
-    "run": "apply all pending migrations",
-    "revert": "revert the last applied migration (or -n N, or --all)",
-    "redo": "revert and re-apply the last migration (or -n N, or --all)",
-    "status": "applied and pending migrations, and problems",
-    "plan": "the pending migrations and their SQL, in order, without running them",
-    "generate": "create <version>_<NAME>/up.sql and down.sql (Diesel's naming)",
-    "lint": "flag destructive and locking migrations (see `lint --help`)",
-}
-
-
-def _add_command_options(name: str, p: argparse.ArgumentParser) -> None:
-    if name in ("revert", "redo"):
-        verb = "revert" if name == "revert" else "redo"
-        g = p.add_mutually_exclusive_group()
-        g.add_argument("-n", "--number", type=int, default=1, metavar="N",
-                       help=f"{verb} the last N migrations (default 1)")
-        g.add_argument("-a", "--all", action="store_true", help=f"{verb} every applied migration")
-    elif name == "generate":
-        p.add_argument("name", metavar="NAME")
-        p.add_argument("--version-style", choices=("diesel", "compact"), default="diesel",
-                       help="diesel: 2026-11-26-140000-0000 (diesel_cli 2.x); "
-                       "compact: 20261126140000")
-        p.add_argument("--version", dest="explicit_version", metavar="VERSION", default=None,
-                       help="use this version instead of the current UTC time")
-        p.add_argument("-u", "--no-down", action="store_true", help="do not create down.sql")
-        p.add_argument("--no-transaction", action="store_true",
-                       help="write metadata.toml with run_in_transaction = false")
-
-
-def _parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser of one sub-command (cheap: the start-up-critical path builds only this one),
-    or, without ``command``, the full parser (for --help and usage errors)."""
-    _Parser = _parser_class()
-    common = _common()
-    if command in _HELP and command != "lint":
-        p = _Parser(prog=f"{PROG} {command}", parents=[common], description=_HELP[command])
-        _add_command_options(command, p)
-        p.set_defaults(command=command)
-        return p
-    p = _Parser(
-        prog=PROG, parents=[common],
-        description="Diesel-compatible PostgreSQL migrations: migrations/<version>_<name>/"
-        "{up.sql,down.sql,metadata.toml}, recorded in __diesel_schema_migrations.",
-        epilog="Exit codes: 0 ok; 1 migration failed, lock timeout, drift refused, database "
-        "unreachable; 2 usage, configuration or migration-directory error.",
-    )
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-    for name, text in _HELP.items():
-        sp = sub.add_parser(name, parents=[common] if name != "lint" else [],
-                            add_help=name != "lint", help=text, description=text)
-        if name != "lint":
-            _add_command_options(name, sp)
-    return p
 
 
 def _opt(args, name, default=None):
     return getattr(args, name, default)
 
 
-class _Args:
-    """What the fast path parses into (an ``argparse.Namespace`` look-alike)."""
-
-
-#: option -> (attribute, takes a value); the common options only
-_FAST_OPTIONS = {
-    "--database-url": ("database_url", True),
-    "--migration-dir": ("migration_dir", True),
-    "-C": ("project_dir", True),
-    "--project-dir": ("project_dir", True),
-    "--env": ("env", True),
-    "--lock-timeout": ("lock_timeout", True),
-    "--allow-drift": ("allow_drift", False),
-    "--json": ("json", False),
-    "-v": ("verbose", False),
-    "--verbose": ("verbose", False),
-}
-
-
-def _fast_parse(command: str, argv: list[str]):
-    """``run``, ``status`` and ``plan`` with only the common options, spelled out in full,
-    parsed without importing argparse (~10 ms of start-up with the ``re``, ``gettext`` and
-    ``shutil`` it pulls in). Anything else (abbreviations, ``--help``, attached short values,
-    a value that looks like an option, an invalid number) returns None: argparse then parses
-    the command line and gives its usual result or message."""
-    if command not in ("run", "status", "plan"):
-        return None
-    args = _Args()
-    i, n = 0, len(argv)
-    while i < n:
-        arg = argv[i]
-        name, eq, value = arg.partition("=")
-        spec = _FAST_OPTIONS.get(name)
-        if spec is None:
-            return None
-        attr, takes_value = spec
-        if not takes_value:
-            if eq:
-                return None
-            setattr(args, attr, True)
-            i += 1
-            continue
-        if not eq:
-            i += 1
-            if i >= n:
-                return None
-            value = argv[i]
-            if value.startswith("-"):
-                return None
-        elif name == "-C":  # argparse reads -C=DIR as the value "=DIR"
-            return None
-        if attr == "lock_timeout":
-            try:
-                value = float(value)
-            except ValueError:
-                return None
-        setattr(args, attr, value)
-        i += 1
-    args.command = command
-    return args
-
-
 # --------------------------------------------------------------------------- resolution
 
 
 class _Context:
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
+    def __init__(self, args: argparse.Namespace | FastArgs) -> None:
+        #: the parsed command line (each command reads the options it defined)
+        self.args: Any = args
         pd = _opt(args, "project_dir")
         self.project_dir: str | None = pd or None
         self._config = None
@@ -237,7 +87,7 @@ class _Context:
             return cfg.database_url(env)
         except MigrationError:
             raise
-        except Exception as exc:  # ConfigError and friends render file, key and hint
+        except Exception as exc:  # noqa: BLE001 - ConfigError and friends: file, key, hint
             raise UsageError(f"Cannot get the database URL of environment {env!r}: {exc}",
                              "Pass --database-url or set DATABASE_URL.") from None
 
@@ -261,15 +111,13 @@ def _fmt_ms(ms) -> str:
     return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.1f} ms"
 
 
-def _migrator(ctx: _Context, live: bool):
+def _migrator(ctx: _Context, live: bool) -> Migrator:
     from conveyor.migrations.engine import Migrator
 
     lt = _opt(ctx.args, "lock_timeout")
-    out = []
+    waiting: list[bool] = []
 
-    waiting = []
-
-    def on_event(event, **data):
+    def on_event(event: str, **data: Any) -> None:
         if event == "waiting_for_lock" and not waiting:
             waiting.append(True)
             print(f"Waiting for the migration lock (pg_advisory_lock({data['key']})): another "
@@ -283,12 +131,12 @@ def _migrator(ctx: _Context, live: bool):
     if lt is None and ctx._config is not None:  # the config was needed anyway: its default
         lt = getattr(getattr(ctx._config, "migrations", None), "lock_timeout", None)
     return Migrator(url, mdir, lock_timeout=60.0 if lt is None else float(lt),
-                    on_event=on_event), out
+                    on_event=on_event)
 
 
 def _cmd_run(ctx: _Context) -> int:
     as_json = bool(_opt(ctx.args, "json"))
-    m, _ = _migrator(ctx, live=not as_json)
+    m = _migrator(ctx, live=not as_json)
     allow = bool(_opt(ctx.args, "allow_drift"))
     try:
         result = m.run(allow_drift=allow)
@@ -306,7 +154,7 @@ def _cmd_run(ctx: _Context) -> int:
     return EXIT_OK
 
 
-def _print_notices(ctx: _Context, m) -> None:
+def _print_notices(ctx: _Context, m: Migrator) -> None:
     """With --verbose, the server's notices (RAISE NOTICE in migrations, ...) on stderr."""
     if not _opt(ctx.args, "verbose"):
         return
@@ -316,7 +164,7 @@ def _print_notices(ctx: _Context, m) -> None:
         print(mask_secrets(notice), file=sys.stderr)
 
 
-def _report_problems(problems, allow_drift: bool) -> None:
+def _report_problems(problems: list[Problem], allow_drift: bool) -> None:
     for p in problems:
         if p.kind == "unrecorded":
             continue  # recorded during this run
@@ -326,7 +174,7 @@ def _report_problems(problems, allow_drift: bool) -> None:
 
 def _cmd_revert(ctx: _Context, redo: bool = False) -> int:
     as_json = bool(_opt(ctx.args, "json"))
-    m, _ = _migrator(ctx, live=not as_json)
+    m = _migrator(ctx, live=not as_json)
     a = ctx.args
     if a.number is not None and a.number < 0:
         raise UsageError(f"-n must be 0 or more, got {a.number}.")
@@ -424,7 +272,7 @@ def _relative(path) -> str:
 
 def _lint(argv: list[str]) -> int:
     """Hand `lint` over to conveyor.migrations.lint with the options it knows."""
-    from conveyor.migrations.lint import main as lint_main
+    from conveyor.migrations.lint_cli import main as lint_main
 
     rest: list[str] = []
     skip_value = {"--database-url", "--env", "--lock-timeout"}
@@ -449,39 +297,20 @@ def _lint(argv: list[str]) -> int:
     return lint_main(rest)
 
 
-def _subcommand(argv: list[str]) -> tuple[str | None, int]:
-    """The sub-command word and its index, skipping the common options before it."""
-    takes_value = {"--database-url", "--migration-dir", "-C", "--project-dir", "--env",
-                   "--lock-timeout"}
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a == "--":
-            return None, -1
-        if a in takes_value:
-            i += 2
-            continue
-        if a.startswith("-"):
-            i += 1
-            continue
-        return a, i
-    return None, -1
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command, index = _subcommand(argv)
+    command, index = subcommand(argv)
     if command == "lint":
         return _lint(argv)
     verbose = "-v" in argv or "--verbose" in argv
     as_json = "--json" in argv
     try:
         args = None
-        if command in _HELP:
+        if command in COMMANDS:
             rest = argv[:index] + argv[index + 1:]
-            args = _fast_parse(command, rest) or _parser(command).parse_args(rest)
+            args = fast_parse(command, rest) or parser(command).parse_args(rest)
         if args is None:
-            args = _parser().parse_args(argv)
+            args = parser().parse_args(argv)
         ctx = _Context(args)
         cmd = args.command
         if cmd == "run":
@@ -516,11 +345,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `conveyor migrate status | head`
         try:
-            sys.stdout = open(os.devnull, "w")
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stays open until exit
         except OSError:  # pragma: no cover
             pass
         return EXIT_OK
-    except Exception as exc:  # a bug: still one paragraph, secrets masked
+    except Exception as exc:  # noqa: BLE001 - a bug: still one paragraph, secrets masked
         if verbose:
             import traceback
 

@@ -24,10 +24,13 @@ Stdlib only (``tomllib`` is imported only for a ``metadata.toml`` that is more t
 from __future__ import annotations
 
 import os
+
 TYPE_CHECKING = False  # not `from typing import ...`: typing costs ~3 ms of start-up
 
 if TYPE_CHECKING:  # pathlib is imported lazily: it is not needed to run migrations
+    from collections.abc import Callable
     from pathlib import Path
+    from typing import Any
 
 from conveyor.migrations.errors import DiscoveryError
 
@@ -47,11 +50,20 @@ class Migration:
     ``inspect`` and costs more start-up time than a no-op ``conveyor migrate run`` can spare.
     """
 
-    __slots__ = ("version", "name", "_dir", "up_sql", "_down", "run_in_transaction",
-                 "checksum")
+    __slots__ = (
+        "_dir",
+        "_down",
+        "checksum",
+        "name",
+        "run_in_transaction",
+        "up_sql",
+        "version",
+    )
     _FIELDS = ("version", "name", "directory", "up_sql", "down_sql", "run_in_transaction",
                "checksum")
 
+    _dir: Path | str
+    _down: str | None | _Unread
     version: str
     #: the full directory name, e.g. ``2023-11-01-120000_create_users``
     name: str
@@ -60,8 +72,9 @@ class Migration:
     #: sha256 hex digest of the bytes of up.sql
     checksum: str
 
-    def __init__(self, version: str, name: str, directory: Path, up_sql: str,
-                 down_sql: str | None, run_in_transaction: bool, checksum: str) -> None:
+    def __init__(self, version: str, name: str, directory: Path | str, up_sql: str,
+                 down_sql: str | None | _Unread, run_in_transaction: bool,
+                 checksum: str) -> None:
         set_ = object.__setattr__  # __setattr__ refuses (immutable)
         set_(self, "version", version)
         set_(self, "name", name)
@@ -86,15 +99,17 @@ class Migration:
         """The text of down.sql, or None without one (read when first asked for: most
         commands never need it)."""
         down = self._down
-        if down is _UNREAD:
+        if isinstance(down, _Unread):
             path = os.path.join(self._dir, "down.sql")
+            text: str | None
             try:
-                down = _read_text(path)[1]
+                text = _read_text(path)[1]
             except DiscoveryError:
                 if os.path.lexists(path):
                     raise
-                down = None
-            object.__setattr__(self, "_down", down)
+                text = None
+            object.__setattr__(self, "_down", text)
+            return text
         return down
 
     def __setattr__(self, key, value):
@@ -147,7 +162,18 @@ class _Unread:
 _UNREAD = _Unread()
 
 
-_sha256 = None
+_sha256: Callable[[bytes], Any] | None = None
+
+
+def _builtin_sha256() -> Callable[[bytes], Any]:
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]  # Python <= 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # type: ignore[import-not-found]  # Python >= 3.12
+        except ImportError:  # pragma: no cover - a build without them
+            from hashlib import sha256
+    return sha256
 
 
 def checksum_of(data: bytes) -> str:
@@ -157,13 +183,7 @@ def checksum_of(data: bytes) -> str:
     global _sha256
     if len(data) < 1 << 16:
         if _sha256 is None:
-            try:
-                from _sha256 import sha256 as _sha256  # Python <= 3.11
-            except ImportError:
-                try:
-                    from _sha2 import sha256 as _sha256  # Python >= 3.12
-                except ImportError:  # pragma: no cover - a build without them
-                    from hashlib import sha256 as _sha256
+            _sha256 = _builtin_sha256()
         return _sha256(data).hexdigest()
     import hashlib
 
@@ -233,7 +253,7 @@ def _run_in_transaction(path) -> bool:
         import tomllib
     except ImportError:  # Python < 3.11 (e.g. inside an application image)
         try:
-            import tomli as tomllib  # type: ignore[no-redef]
+            import tomli as tomllib  # type: ignore[import-not-found, no-redef]
         except ImportError:
             raise DiscoveryError(
                 f"Cannot read {path}: it is more than `run_in_transaction = true|false` and "

@@ -25,7 +25,7 @@ def diesel_timestamp(now: float | None = None, style: str = "diesel") -> str:
 
 
 def generate(
-    migrations_dir: Path,
+    migrations_dir: Path | str,
     name: str,
     *,
     version_style: str = "diesel",

@@ -17,14 +17,24 @@ Two interchangeable backends, same semantics (both are libpq):
 Waiting for results uses ``select()`` so that Ctrl-C interrupts a long migration: the running
 query is cancelled (``PQcancel``) and the interruption is re-raised.
 
-Stdlib only at import time.
+Stdlib only at import time. The two backends live in ``pq_backends``.
 """
 
 from __future__ import annotations
 
 import os
 import select
-import sys
+
+from conveyor.migrations.pq_backends import (
+    ConnectError,
+    CtypesBackend,
+    PsycopgBackend,
+    load_ctypes_libpq,
+)
+
+TYPE_CHECKING = False  # not `from typing import ...`: typing costs ~3 ms of start-up
+if TYPE_CHECKING:
+    from typing import Self
 
 # libpq ExecStatusType
 EMPTY_QUERY, COMMAND_OK, TUPLES_OK, COPY_OUT, COPY_IN = 0, 1, 2, 3, 4
@@ -50,10 +60,6 @@ _FIELDS = {
 }
 
 
-def _dec(b: bytes | None) -> str | None:
-    return None if b is None else b.decode("utf-8", "replace")
-
-
 class PgError(Exception):
     """An error result from the server (or from libpq while running a query)."""
 
@@ -71,12 +77,8 @@ class PgError(Exception):
         super().__init__(self.message)
 
 
-class ConnectError(Exception):
-    """libpq could not connect (or lost the connection)."""
-
-
 class Result:
-    __slots__ = ("status", "command", "rows")
+    __slots__ = ("command", "rows", "status")
 
     def __init__(self, status: int, command: str, rows: list[tuple]) -> None:
         self.status = status
@@ -87,278 +89,7 @@ class Result:
         return f"Result({self.command!r}, {len(self.rows)} rows)"
 
 
-# --------------------------------------------------------------------------- backends
-
-
-class _CtypesBackend:
-    name = "ctypes"
-
-    def __init__(self, lib) -> None:
-        import ctypes as C
-
-        self.C = C
-        self.lib = lib
-        P, S, I = C.c_void_p, C.c_char_p, C.c_int
-        sig = {
-            "PQconnectdb": ([S], P),
-            "PQstatus": ([P], I),
-            "PQerrorMessage": ([P], S),
-            "PQfinish": ([P], None),
-            "PQsendQuery": ([P, S], I),
-            "PQsocket": ([P], I),
-            "PQconsumeInput": ([P], I),
-            "PQisBusy": ([P], I),
-            "PQgetResult": ([P], P),
-            "PQresultStatus": ([P], I),
-            "PQresultErrorField": ([P, I], S),
-            "PQresultErrorMessage": ([P], S),
-            "PQcmdStatus": ([P], S),
-            "PQntuples": ([P], I),
-            "PQnfields": ([P], I),
-            "PQgetvalue": ([P, I, I], S),
-            "PQgetisnull": ([P, I, I], I),
-            "PQclear": ([P], None),
-            "PQtransactionStatus": ([P], I),
-            "PQgetCancel": ([P], P),
-            "PQcancel": ([P, S, I], I),
-            "PQfreeCancel": ([P], None),
-            "PQputCopyEnd": ([P, S], I),
-            "PQgetCopyData": ([P, C.POINTER(C.c_char_p), I], I),
-            "PQfreemem": ([P], None),
-            "PQbackendPID": ([P], I),
-            "PQserverVersion": ([P], I),
-        }
-        for fname, (args, res) in sig.items():
-            f = getattr(lib, fname)
-            f.argtypes = args
-            f.restype = res
-        # The calls made for every result are the libpq functions themselves (no wrapper):
-        # a batch of 500 migrations returns ~2500 results.
-        self.consume_input = lib.PQconsumeInput
-        self.is_busy = lib.PQisBusy
-        self.get_result = lib.PQgetResult  # None for NULL (restype c_void_p)
-        self.result_status = lib.PQresultStatus
-        self.clear = lib.PQclear
-        self._ntuples, self._nfields, self._getvalue = lib.PQntuples, lib.PQnfields, lib.PQgetvalue
-        self._notice_type = C.CFUNCTYPE(None, C.c_void_p, C.c_char_p)
-        lib.PQsetNoticeProcessor.argtypes = [P, self._notice_type, P]
-        lib.PQsetNoticeProcessor.restype = P
-
-    # connection
-    def connect(self, conninfo: bytes):
-        h = self.lib.PQconnectdb(conninfo)
-        if not h:
-            raise ConnectError("out of memory allocating the libpq connection")
-        if self.lib.PQstatus(h) != 0:
-            msg = _dec(self.lib.PQerrorMessage(h)) or "unknown error"
-            self.lib.PQfinish(h)
-            raise ConnectError(msg.strip())
-        return h
-
-    def set_notice_sink(self, h, sink: list) -> object:
-        def proc(_arg, msg):
-            sink.append((_dec(msg) or "").rstrip())
-
-        cb = self._notice_type(proc)
-        self.lib.PQsetNoticeProcessor(h, cb, None)
-        return cb  # keep a reference for the connection's lifetime
-
-    def error_message(self, h) -> str:
-        return (_dec(self.lib.PQerrorMessage(h)) or "").strip()
-
-    def finish(self, h) -> None:
-        self.lib.PQfinish(h)
-
-    def send_query(self, h, q: bytes) -> bool:
-        return bool(self.lib.PQsendQuery(h, q))
-
-    def socket(self, h) -> int:
-        return self.lib.PQsocket(h)
-
-    def transaction_status(self, h) -> int:
-        return self.lib.PQtransactionStatus(h)
-
-    def backend_pid(self, h) -> int:
-        return self.lib.PQbackendPID(h)
-
-    def server_version(self, h) -> int:
-        return self.lib.PQserverVersion(h)
-
-    def cancel(self, h) -> None:
-        c = self.lib.PQgetCancel(h)
-        if c:
-            buf = self.C.create_string_buffer(256)
-            self.lib.PQcancel(c, buf, 256)
-            self.lib.PQfreeCancel(c)
-
-    def put_copy_end(self, h, msg: bytes) -> None:
-        self.lib.PQputCopyEnd(h, msg)
-
-    def drain_copy_out(self, h) -> None:
-        buf = self.C.c_char_p()
-        while True:
-            n = self.lib.PQgetCopyData(h, self.C.byref(buf), 0)
-            if n > 0:
-                self.lib.PQfreemem(self.C.cast(buf, self.C.c_void_p))
-                continue
-            break
-
-    # results
-    def error_field(self, r, code: int) -> str | None:
-        return _dec(self.lib.PQresultErrorField(r, code))
-
-    def result_error_message(self, r) -> str:
-        return (_dec(self.lib.PQresultErrorMessage(r)) or "").strip()
-
-    def command(self, r) -> str:
-        return _dec(self.lib.PQcmdStatus(r)) or ""
-
-    def rows(self, r) -> list[tuple]:
-        lib = self.lib
-        nt, nf = lib.PQntuples(r), lib.PQnfields(r)
-        out = []
-        for i in range(nt):
-            out.append(tuple(
-                None if lib.PQgetisnull(r, i, j) else lib.PQgetvalue(r, i, j).decode("utf-8", "replace")
-                for j in range(nf)
-            ))
-        return out
-
-    def is_marker(self, r, prefix: bytes) -> bool:
-        # PQgetvalue gives b"" for NULL, which never starts with the (non-empty) prefix
-        return (self._ntuples(r) == 1 and self._nfields(r) >= 1
-                and self._getvalue(r, 0, 0).startswith(prefix))
-
-
-class _PsycopgBackend:
-    name = "psycopg"
-
-    def __init__(self) -> None:
-        from psycopg import pq
-
-        self.pq = pq
-
-    def connect(self, conninfo: bytes):
-        h = self.pq.PGconn.connect(conninfo)
-        if h.status != self.pq.ConnStatus.OK:
-            msg = _dec(h.error_message) or "unknown error"
-            h.finish()
-            raise ConnectError(msg.strip())
-        return h
-
-    def set_notice_sink(self, h, sink: list) -> object:
-        def handler(res):
-            sink.append((_dec(res.error_message) or "").rstrip())
-
-        h.notice_handler = handler
-        return handler
-
-    def error_message(self, h) -> str:
-        return (_dec(h.error_message) or "").strip()
-
-    def finish(self, h) -> None:
-        h.finish()
-
-    def send_query(self, h, q: bytes) -> bool:
-        try:
-            h.send_query(q)
-        except Exception:
-            return False
-        return True
-
-    def socket(self, h) -> int:
-        return h.socket
-
-    def consume_input(self, h) -> bool:
-        try:
-            h.consume_input()
-        except Exception:
-            return False
-        return True
-
-    def is_busy(self, h) -> bool:
-        return bool(h.is_busy())
-
-    def get_result(self, h):
-        return h.get_result()
-
-    def transaction_status(self, h) -> int:
-        return int(h.transaction_status)
-
-    def backend_pid(self, h) -> int:
-        return h.backend_pid
-
-    def server_version(self, h) -> int:
-        return h.server_version
-
-    def cancel(self, h) -> None:
-        try:
-            h.get_cancel().cancel()
-        except Exception:
-            pass
-
-    def put_copy_end(self, h, msg: bytes) -> None:
-        h.put_copy_end(msg)
-
-    def drain_copy_out(self, h) -> None:
-        while True:
-            n, _ = h.get_copy_data(0)
-            if n <= 0:
-                break
-
-    def result_status(self, r) -> int:
-        return int(r.status)
-
-    def error_field(self, r, code: int) -> str | None:
-        return _dec(r.error_field(self.pq.DiagnosticField(code)))
-
-    def result_error_message(self, r) -> str:
-        return (_dec(r.error_message) or "").strip()
-
-    def command(self, r) -> str:
-        return _dec(r.command_status) or ""
-
-    def rows(self, r) -> list[tuple]:
-        return [
-            tuple(_dec(r.get_value(i, j)) for j in range(r.nfields)) for i in range(r.ntuples)
-        ]
-
-    def is_marker(self, r, prefix: bytes) -> bool:
-        if r.ntuples != 1 or r.nfields < 1:
-            return False
-        v = r.get_value(0, 0)
-        return v is not None and v.startswith(prefix)
-
-    def clear(self, r) -> None:
-        r.clear()
-
-
-_backend = None
-
-
-def _load_ctypes_libpq():
-    import ctypes
-
-    candidates = []
-    env = os.environ.get("CONVEYOR_LIBPQ")
-    if env:
-        candidates.append(env)
-    candidates += ["libpq.so.5", "libpq.5.dylib", "libpq.dylib"]
-    for cand in candidates:
-        try:
-            return ctypes.CDLL(cand)
-        except OSError:
-            continue
-    # the libpq bundled in psycopg's binary wheel (psycopg_binary.libs/libpq-*.so*)
-    import glob
-
-    for entry in sys.path:
-        for path in sorted(glob.glob(os.path.join(entry or ".", "psycopg_binary.libs", "libpq*.so*"))):
-            try:
-                return ctypes.CDLL(path)
-            except OSError:
-                continue
-    return None
+_backend: CtypesBackend | PsycopgBackend | None = None
 
 
 def backend():
@@ -367,15 +98,15 @@ def backend():
     if _backend is None:
         choice = os.environ.get("CONVEYOR_PQ", "auto")
         if choice in ("auto", "ctypes"):
-            lib = _load_ctypes_libpq()
+            lib = load_ctypes_libpq()
             if lib is not None:
-                _backend = _CtypesBackend(lib)
+                _backend = CtypesBackend(lib)
             elif choice == "ctypes":
                 raise ConnectError("CONVEYOR_PQ=ctypes but no libpq could be loaded "
                                    "(set CONVEYOR_LIBPQ to its path)")
         if _backend is None:
             try:
-                _backend = _PsycopgBackend()
+                _backend = PsycopgBackend()
             except ImportError as exc:
                 raise ConnectError(
                     "Neither libpq (libpq.so.5) nor psycopg is available to talk to PostgreSQL; "
@@ -421,7 +152,7 @@ class Connection:
             self._b.finish(self._h)
             self._h = None
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
