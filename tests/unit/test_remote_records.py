@@ -3,21 +3,20 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
 import sys
-import textwrap
 import zipfile
-import io
 
 import pytest
 
 from conveyor import git, records
 from conveyor.config import load_config
 from conveyor.errors import ConfigError
-from conveyor.stages import remote as rs
-from conveyor.stages import remote_migrate
+from conveyor.steps import migrate_engine
+from conveyor.steps.tests import junit_summary
 
 
 def _git(path, *args):
@@ -51,33 +50,33 @@ def test_junit_summary_counts_cases(tmp_path):
                  'skipped="1"><testcase classname="t" name="a"/><testcase classname="t" '
                  'name="b"><failure/></testcase><testcase classname="t" name="c"><skipped/>'
                  '</testcase></testsuite></testsuites>')
-    s = rs.junit_summary(p)
+    s = junit_summary(p)
     assert (s["tests"], s["passed"], s["failed"], s["skipped"]) == (3, 1, 1, 1)
     assert s["cases"] == ["t.a", "t.b", "t.c"]
-    assert rs.junit_summary(tmp_path / "missing.xml") is None
+    assert junit_summary(tmp_path / "missing.xml") is None
 
 
 # --------------------------------------------------------------------------- engine bundle
 
 
 def test_engine_zip_is_deterministic_and_holds_only_python_sources():
-    z = remote_migrate.engine_zip()
+    z = migrate_engine.engine_zip()
     names = zipfile.ZipFile(io.BytesIO(z)).namelist()
     assert "conveyor/__init__.py" in names and "conveyor/migrations/engine.py" in names
     assert "conveyor_migrate_driver.py" in names
     assert all(n.endswith(".py") for n in names)
-    remote_migrate.engine_zip.cache_clear()
-    assert remote_migrate.engine_zip() == z
+    migrate_engine.engine_zip.cache_clear()
+    assert migrate_engine.engine_zip() == z
 
 
 def test_bootstrap_runs_the_shipped_engine_and_reports_a_masked_error(tmp_path):
     """The bootstrap with a plain python3 (no conveyor installed: `-I` isolates it from this
     environment's site-packages and cwd)."""
-    stdin = remote_migrate.engine_stdin("run", "postgresql://u:pw-secret@127.0.0.1:1/x",
+    stdin = migrate_engine.engine_stdin("run", "postgresql://u:pw-secret@127.0.0.1:1/x",
                                         str(tmp_path), lock_timeout=1, applied_by="t")
-    p = subprocess.run([sys.executable, "-I", "-c", remote_migrate.BOOTSTRAP], input=stdin,
-                       capture_output=True, cwd=tmp_path, timeout=60)
-    out = remote_migrate.parse_output(p.stdout.decode())
+    p = subprocess.run([sys.executable, "-I", "-c", migrate_engine.BOOTSTRAP], input=stdin,
+                       capture_output=True, check=False, cwd=tmp_path, timeout=60)
+    out = migrate_engine.parse_output(p.stdout.decode())
     assert p.returncode == 1
     assert out.result["ok"] is False and out.result["error"] in ("ConnectionFailed",
                                                                   "DiscoveryError")
@@ -85,21 +84,24 @@ def test_bootstrap_runs_the_shipped_engine_and_reports_a_masked_error(tmp_path):
 
 
 def test_parse_output_separates_the_result_line():
-    text = ("2 pending\napplying a ...\n" + remote_migrate.RESULT_MARK
+    text = ("2 pending\napplying a ...\n" + migrate_engine.RESULT_MARK
             + json.dumps({"ok": True, "applied": [{"version": "1", "name": "1_a"}]}) + "\n")
-    out = remote_migrate.parse_output(text)
+    out = migrate_engine.parse_output(text)
     assert out.lines == ["2 pending", "applying a ..."]
     assert out.applied == ["1_a"]
-    assert remote_migrate.parse_output("garbage").result is None
+    assert migrate_engine.parse_output("garbage").result is None
 
 
 def test_engine_argv_has_no_secret_and_the_fixed_bootstrap():
-    argv = remote_migrate.engine_argv("r/notes@sha256:x", name="m", network="net",
+    argv = migrate_engine.engine_argv("r/notes@sha256:x", name="m", network="net",
                                       labels={"conveyor.app": "notes"})
     assert argv == ("docker", "run", "--rm", "--interactive", "--name", "m", "--network", "net",
                     "--label", "conveyor.app=notes", "--entrypoint", "python3",
-                    "r/notes@sha256:x", "-c", remote_migrate.BOOTSTRAP)
-    assert remote_migrate.describe_engine_argv(argv)[-1] == "<conveyor engine bootstrap>"
+                    "r/notes@sha256:x", "-c", migrate_engine.BOOTSTRAP)
+    assert migrate_engine.describe_engine_argv(argv) == [
+        "docker", "run", "--rm", "--interactive", "--name", "m", "--network", "net",
+        "--label", "conveyor.app=notes", "--entrypoint", "python3", "r/notes@sha256:x", "-c",
+        "<conveyor engine bootstrap>"]
 
 
 # --------------------------------------------------------------------------- config

@@ -1,21 +1,39 @@
-"""Remote stage plans against a fake host (unit tests only): which commands run in which
-order, what --dry-run shows, where secrets go, and what happens on each failure."""
+"""The dev stage's plan (conveyor.plans.dev) against a fake host (unit tests only): which
+commands run in which order, what --dry-run shows, where secrets go, and what happens on each
+failure; and the small pieces its steps are made of."""
 
 from __future__ import annotations
 
 import http.server
 import json
-import threading
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 
+from conveyor import host as host_scripts
 from conveyor.config import load_config
-from conveyor.errors import CommandFailed
-from conveyor.pipeline import execute
-from conveyor.stages import remote as rs
-from conveyor.stages import remote_migrate
+from conveyor.errors import (
+    CommandFailed,
+    ConfigError,
+    ConveyorError,
+    HealthCheckFailed,
+    LockHeld,
+    MigrationStepFailed,
+    NotSetUp,
+)
+from conveyor.imageref import REVISION_LABEL, ImageRef
+from conveyor.plan import execute
+from conveyor.plans.deployment import run_deployment
+from conveyor.plans.dev import deploy_plans
+from conveyor.plans.setup import setup_plan, setup_state
+from conveyor.state.deploy import DeployOptions
+from conveyor.steps import migrate_engine
+from conveyor.steps.app import app_run_argv, replace_argv
+from conveyor.steps.lock import describe_holder
+from conveyor.steps.tests import is_pytest, junit_summary
+from conveyor.targets.remote import Remote, env_file
 from conveyor.transport import Result, Transport
 
 DIGEST = "sha256:" + "ab" * 32
@@ -60,12 +78,9 @@ class FakeHost(Transport):
 
 def kind(argv) -> str:
     text = " ".join(argv)
-    if len(argv) > 2 and argv[2] == rs.LOCK_SCRIPT:
-        return "lock"
-    if len(argv) > 2 and argv[2] == rs.RECORD_SCRIPT:
-        return "record"
-    if len(argv) > 2 and argv[2] == rs.UNLOCK_SCRIPT:
-        return "unlock"
+    for name in ("lock", "record", "unlock"):
+        if len(argv) > 2 and argv[2] == host_scripts.script(name):
+            return name
     if "docker pull" in text:
         return "pull"
     if "--entrypoint python3" in text:
@@ -154,7 +169,7 @@ def lock_output(current: bool = True, db: bool = True, applied: str = "::unknown
     app = {"Name": "/notes-dev-app",
            "Config": {"Image": "old", "Labels": {"conveyor.image": "127.0.0.1:5000/notes@"
                                                  + "sha256:" + "cd" * 32,
-                                                 rs.REVISION_LABEL: "oldrev"}}}
+                                                 REVISION_LABEL: "oldrev"}}}
     dbc = {"Name": "/notes-dev-db", "State": {"Running": True, "Status": "running"}}
     return ("::containers::\n" + (json.dumps(app) + "\n" if current else "")
             + (json.dumps(dbc) + "\n" if db else "") + "::applied::\n" + applied + "\n"
@@ -165,12 +180,12 @@ def healthy_host(current: bool = True, applied: str = "::unknown::",
                  image_labels: dict | None = None) -> FakeHost:
     host = FakeHost()
     host.on(is_("lock"), out=lock_output(current, applied=applied))
-    host.on(is_("pull"), out=json.dumps({rs.REVISION_LABEL: "newrev", **(image_labels or {})})
+    host.on(is_("pull"), out=json.dumps({REVISION_LABEL: "newrev", **(image_labels or {})})
             + "\n")
     result = {"ok": True, "applied": [{"version": "2", "name": "2_add", "direction": "up",
                                        "duration_ms": 1.0}], "reverted": []}
     host.on(is_("migrate"), out="applying 2_add ...\napplied 2_add (1 ms)\n"
-            + remote_migrate.RESULT_MARK + json.dumps(result) + "\n")
+            + migrate_engine.RESULT_MARK + json.dumps(result) + "\n")
     host.on(is_("replace"), out="0123456789abcdef\n")
     return host
 
@@ -179,9 +194,9 @@ def plan_for(tmp_path, port, host, **kw):
     cfg = make_config(tmp_path, port, **{k: v for k, v in kw.items()
                                          if k in ("test_command", "migrations_command",
                                                   "health_timeout")})
-    remote = rs.Remote(cfg, "dev", transport_factory=lambda r: host)
-    image = rs.ImageRef("127.0.0.1:5000/notes", DIGEST, "newrev-local")
-    dep = rs.deploy_plans(remote, image, rs.DeployOptions(project_dir=tmp_path,
+    remote = Remote(cfg, "dev", transport_factory=lambda r: host)
+    image = ImageRef("127.0.0.1:5000/notes", DIGEST, "newrev-local")
+    dep = deploy_plans(remote, image, DeployOptions(project_dir=tmp_path,
                                                           junit=kw.get("junit")),
                           deployment_id="20260101T000000Z-abcd")
     return remote, dep
@@ -198,11 +213,11 @@ def events_sink():
 def test_deploy_runs_steps_in_order_in_few_round_trips(tmp_path, env_secrets, health_server):
     port, _ = health_server
     host = healthy_host()
-    remote, dep = plan_for(tmp_path, port, host)
+    _, dep = plan_for(tmp_path, port, host)
     assert [s.name for s in dep.main.steps] == ["lock", "pull", "migrate", "replace", "health",
                                                "test"]
-    events, emit = events_sink()
-    result = rs.run_deployment(dep, emit)
+    _, emit = events_sink()
+    result = run_deployment(dep, emit)
     assert result.ok, result.error
     assert host.names() == ["lock", "pull", "migrate", "replace", "record"]
     rec = dep.record
@@ -220,11 +235,11 @@ def test_the_record_is_written_redacted_and_releases_our_lock(tmp_path, env_secr
                                                                health_server):
     port, _ = health_server
     host = healthy_host()
-    remote, dep = plan_for(tmp_path, port, host)
-    rs.run_deployment(dep, lambda e: None)
+    _, dep = plan_for(tmp_path, port, host)
+    run_deployment(dep, lambda e: None)
     argv, data = next((a, i) for a, i in host.calls if kind(a) == "record")
-    assert argv[3:] == ("conveyor-record", "/srv/conveyor/notes/dev", dep.record.id,
-                        dep.record.id)
+    assert argv == ("sh", "-c", host_scripts.script("record"), "conveyor-record",
+                    "/srv/conveyor/notes/dev", dep.record.id, dep.record.id)
     line, _, body = data.partition("\n")
     assert json.loads(line)["id"] == dep.record.id
     assert json.loads(body)["steps"][2]["output"] == ["applying 2_add ...",
@@ -235,8 +250,8 @@ def test_the_record_is_written_redacted_and_releases_our_lock(tmp_path, env_secr
 def test_database_url_and_secrets_travel_on_stdin_only(tmp_path, env_secrets, health_server):
     port, _ = health_server
     host = healthy_host()
-    remote, dep = plan_for(tmp_path, port, host)
-    rs.run_deployment(dep, lambda e: None)
+    _, dep = plan_for(tmp_path, port, host)
+    run_deployment(dep, lambda e: None)
     for argv, _ in host.calls:
         assert not any(PASSWORD in a or "tok-123456" in a for a in argv), argv
     migrate_in = next(i for a, i in host.calls if kind(a) == "migrate")
@@ -252,7 +267,7 @@ def test_dry_run_description_has_every_step_and_no_secret(tmp_path, env_secrets,
                                                           health_server):
     port, _ = health_server
     host = FakeHost()
-    remote, dep = plan_for(tmp_path, port, host)
+    _, dep = plan_for(tmp_path, port, host)
     text = json.dumps(dep.describe())
     assert host.calls == []  # describing runs nothing
     assert [d["step"] for d in dep.describe()] == ["lock", "pull", "migrate", "replace",
@@ -262,14 +277,18 @@ def test_dry_run_description_has_every_step_and_no_secret(tmp_path, env_secrets,
     assert "--restart unless-stopped" in text and f"--publish 127.0.0.1:{port}:8000" in text
     assert "--label conveyor.test=1" in text
     assert "<conveyor engine bootstrap>" in text
+    # host scripts are named by their summary, not printed in full
+    assert f"<lock script: {host_scripts.SUMMARIES['lock']}>" in text
+    assert f"<record script: {host_scripts.SUMMARIES['record']}>" in text
+    assert json.dumps(host_scripts.script("lock")) not in text
 
 
 def test_app_container_argv(tmp_path, env_secrets, health_server):
     port, _ = health_server
     cfg = make_config(tmp_path, port)
-    remote = rs.Remote(cfg, "dev", transport_factory=lambda r: FakeHost())
-    image = rs.ImageRef("127.0.0.1:5000/notes", DIGEST)
-    assert rs.app_run_argv(remote, image, "ID", "rev1") == (
+    remote = Remote(cfg, "dev", transport_factory=lambda r: FakeHost())
+    image = ImageRef("127.0.0.1:5000/notes", DIGEST)
+    assert app_run_argv(remote, image, "ID", "rev1") == (
         "docker", "run", "--detach", "--name", "notes-dev-app", "--network", "notes-dev",
         "--restart", "unless-stopped", "--stop-timeout", "10",
         "--env-file", "/srv/conveyor/notes/dev/app.env", "--publish", f"127.0.0.1:{port}:8000",
@@ -278,11 +297,17 @@ def test_app_container_argv(tmp_path, env_secrets, health_server):
         "--label", "conveyor.deployment=ID", "--label", f"conveyor.image=127.0.0.1:5000/notes@{DIGEST}",
         "--label", "org.opencontainers.image.revision=rev1",
         f"127.0.0.1:5000/notes@{DIGEST}")
-    first = rs.replace_argv(remote, ("docker", "run", "x"), has_current=False)[2]
-    assert "docker stop" not in first and first.endswith("docker run x")
-    again = rs.replace_argv(remote, ("docker", "run", "x"), has_current=True)[2]
+    write_env = ("umask 077 && mkdir -p /srv/conveyor/notes/dev && cat > "
+                 "/srv/conveyor/notes/dev/app.env && { docker rm --force notes-dev-app-previous "
+                 ">/dev/null 2>&1 ; } && ")
+    first = replace_argv(remote, ("docker", "run", "x"), has_current=False)
+    assert first == ("sh", "-c", write_env + "docker run x")
+    assert "docker stop" not in first[2] and first[2].endswith("docker run x")
+    again = replace_argv(remote, ("docker", "run", "x"), has_current=True)
+    assert again == ("sh", "-c", write_env + "docker stop --time 10 notes-dev-app >/dev/null && "
+                     "docker rename notes-dev-app notes-dev-app-previous && docker run x")
     assert ("docker stop --time 10 notes-dev-app >/dev/null && docker rename notes-dev-app "
-            "notes-dev-app-previous && docker run x") in again
+            "notes-dev-app-previous && docker run x") in again[2]
 
 
 # --------------------------------------------------------------------------- failures
@@ -293,11 +318,11 @@ def test_lock_held_is_refused_naming_the_holder_and_nothing_else_runs(tmp_path, 
     port, _ = health_server
     host = FakeHost().on(is_("lock"), rc=75, out=json.dumps(
         {"id": "X1", "who": "bob@ci", "since": "2026-01-01T00:00:00Z", "what": "deploy dev"}))
-    remote, dep = plan_for(tmp_path, port, host)
-    result = rs.run_deployment(dep, lambda e: None)
-    assert isinstance(result.error, rs.LockHeld)
+    _, dep = plan_for(tmp_path, port, host)
+    result = run_deployment(dep, lambda e: None)
+    assert isinstance(result.error, LockHeld)
     assert "bob@ci" in str(result.error) and "X1" in str(result.error)
-    assert result.error.exit_code == 5
+    assert result.error.exit_code == 18
     assert host.names() == ["lock"]  # no record, and the other holder's lock is left alone
 
 
@@ -306,12 +331,13 @@ def test_a_failing_migration_stops_before_the_app_is_touched(tmp_path, env_secre
     port, _ = health_server
     host = healthy_host()
     host.rules.insert(0, (is_("migrate"), lambda a, i: (
-        1, "applying 2_add ...\n" + remote_migrate.RESULT_MARK + json.dumps(
+        1, "applying 2_add ...\n" + migrate_engine.RESULT_MARK + json.dumps(
             {"ok": False, "error": "MigrationFailed",
              "message": "2_add/up.sql line 1: syntax error"}) + "\n", "")))
-    remote, dep = plan_for(tmp_path, port, host)
-    result = rs.run_deployment(dep, lambda e: None)
-    assert isinstance(result.error, rs.RemoteMigrationFailed)
+    _, dep = plan_for(tmp_path, port, host)
+    result = run_deployment(dep, lambda e: None)
+    assert isinstance(result.error, MigrationStepFailed)
+    assert result.error.exit_code == 8
     assert "syntax error" in str(result.error) and "previous version keeps serving" in \
         result.error.hint
     assert "replace" not in host.names() and "restore" not in host.names()
@@ -332,9 +358,10 @@ def test_a_failing_health_check_restores_the_previous_container(tmp_path, env_se
         return 0, "", ""
 
     host.rules.insert(0, (is_("restore"), restore))
-    remote, dep = plan_for(tmp_path, port, host, health_timeout=0.3)
-    result = rs.run_deployment(dep, lambda e: None)
-    assert isinstance(result.error, rs.HealthCheckFailed)
+    _, dep = plan_for(tmp_path, port, host, health_timeout=0.3)
+    result = run_deployment(dep, lambda e: None)
+    assert isinstance(result.error, HealthCheckFailed)
+    assert result.error.exit_code == 9
     names = host.names()
     assert names.index("replace") < names.index("logs") < names.index("restore")
     assert names[-1] == "record"
@@ -351,17 +378,17 @@ def test_failing_tests_are_reported_without_rolling_back(tmp_path, env_secrets,
     port, _ = health_server
     host = healthy_host()
     junit = tmp_path / "out" / "junit.xml"
-    remote, dep = plan_for(tmp_path, port, host, junit=junit,
-                           test_command=["python3", "-c", "import sys; print('bad'); "
-                                         "sys.exit(1)"])
-    result = rs.run_deployment(dep, lambda e: None)
+    _, dep = plan_for(tmp_path, port, host, junit=junit,
+                      test_command=["python3", "-c", ("import sys; print('bad'); "
+                                                      "sys.exit(1)")])
+    result = run_deployment(dep, lambda e: None)
     assert result.ok
     assert dep.record.result == "tests-failed"
     assert "restore" not in host.names()
     test = next(s for s in dep.record.steps if s["name"] == "test")
     assert test["status"] == "failed" and "bad" in test["output"]
     # not pytest: conveyor writes a one-case JUnit file for the command
-    summary = rs.junit_summary(junit)
+    summary = junit_summary(junit)
     assert summary["tests"] == 1 and summary["failed"] == 1
 
 
@@ -369,9 +396,10 @@ def test_a_missing_database_container_says_run_setup_and_releases_the_lock(
         tmp_path, env_secrets, health_server):
     port, _ = health_server
     host = FakeHost().on(is_("lock"), out=lock_output(current=False, db=False))
-    remote, dep = plan_for(tmp_path, port, host)
-    result = rs.run_deployment(dep, lambda e: None)
-    assert isinstance(result.error, rs.NotSetUp)
+    _, dep = plan_for(tmp_path, port, host)
+    result = run_deployment(dep, lambda e: None)
+    assert isinstance(result.error, NotSetUp)
+    assert result.error.exit_code == 20
     assert "conveyor setup dev" in result.error.hint
     assert host.names() == ["lock", "record"]
     record_argv = host.calls[-1][0]
@@ -383,15 +411,21 @@ def test_user_migration_command_gets_the_url_from_a_removed_env_file(tmp_path, e
     port, _ = health_server
     host = healthy_host()
     host.rules.insert(0, (lambda a: "diesel" in a, lambda a, i: (0, "done\n", "")))
-    remote, dep = plan_for(tmp_path, port, host,
-                           migrations_command=["diesel", "migration", "run"])
-    result = rs.run_deployment(dep, lambda e: None)
+    _, dep = plan_for(tmp_path, port, host,
+                      migrations_command=["diesel", "migration", "run"])
+    result = run_deployment(dep, lambda e: None)
     assert result.ok, result.error
     argv, stdin = next((a, i) for a, i in host.calls if "diesel" in a)
-    assert argv[:2] == ("sh", "-c") and "trap 'rm -f \"$f\"' EXIT" in argv[2]
     env_path = "/srv/conveyor/notes/dev/migrate-20260101T000000Z-abcd.env"
-    assert argv[4] == env_path and "--env-file" in argv and argv[-3:] == (
-        "diesel", "migration", "run")
+    assert argv == (
+        "sh", "-c", host_scripts.script("with_env_file"), "conveyor-with-env-file", env_path,
+        "docker", "run", "--rm", "--name", "notes-dev-migrate-20260101t000000z-abcd",
+        "--network", "notes-dev", "--env-file", env_path,
+        "--label", "conveyor.app=notes", "--label", "conveyor.env=dev",
+        "--label", "conveyor.role=migrate", "--label", "conveyor.test=1",
+        "--label", "conveyor.deployment=20260101T000000Z-abcd",
+        f"127.0.0.1:5000/notes@{DIGEST}", "diesel", "migration", "run")
+    assert "trap 'rm -f \"$f\"' EXIT" in argv[2]
     assert stdin.decode().startswith("DATABASE_URL=postgresql://notes:")
 
 
@@ -402,18 +436,20 @@ def test_no_migration_container_when_the_database_has_exactly_the_images_migrati
         tmp_path, env_secrets, health_server):
     port, _ = health_server
     pairs = [("20260101000001", "a" * 64), ("20260102000001", "b" * 64)]
-    fp = remote_migrate.fingerprint(pairs)
+    fp = migrate_engine.fingerprint(pairs)
     rows = "\n".join(f"{v} {v} {c}" for v, c in pairs)
-    host = healthy_host(applied=rows, image_labels={remote_migrate.FINGERPRINT_LABEL: fp})
-    remote, dep = plan_for(tmp_path, port, host)
-    result = rs.run_deployment(dep, lambda e: None)
+    host = healthy_host(applied=rows, image_labels={migrate_engine.FINGERPRINT_LABEL: fp})
+    _, dep = plan_for(tmp_path, port, host)
+    result = run_deployment(dep, lambda e: None)
     assert result.ok, result.error
     assert "migrate" not in host.names()
     migrate = next(s for s in dep.record.steps if s["name"] == "migrate")
     assert "nothing to migrate" in migrate["notes"][0] and dep.record.migrations_applied == []
     lock_argv = host.calls[0][0]
-    assert lock_argv[-4:] == ("notes", "notes", remote_migrate.APPLIED_SQL,
-                              f"127.0.0.1:5000/notes@{DIGEST}")
+    assert lock_argv == ("sh", "-c", host_scripts.script("lock"), "conveyor-lock",
+                         "/srv/conveyor/notes/dev", "notes-dev-app", "notes-dev-db",
+                         "notes", "notes", migrate_engine.APPLIED_SQL,
+                         f"127.0.0.1:5000/notes@{DIGEST}")
 
 
 def test_an_image_already_on_the_host_is_not_pulled_again(tmp_path, env_secrets,
@@ -421,9 +457,9 @@ def test_an_image_already_on_the_host_is_not_pulled_again(tmp_path, env_secrets,
     port, _ = health_server
     host = healthy_host()
     host.rules.insert(0, (is_("lock"), lambda a, i: (0, lock_output() + "::image::\n" + json.dumps(
-        {rs.REVISION_LABEL: "present-rev"}) + "\n", "")))
-    remote, dep = plan_for(tmp_path, port, host)
-    assert rs.run_deployment(dep, lambda e: None).ok
+        {REVISION_LABEL: "present-rev"}) + "\n", "")))
+    _, dep = plan_for(tmp_path, port, host)
+    assert run_deployment(dep, lambda e: None).ok
     assert host.names() == ["lock", "migrate", "replace", "record"]
     pull = next(s for s in dep.record.steps if s["name"] == "pull")
     assert pull["notes"][0].startswith("already present")
@@ -439,20 +475,20 @@ def test_any_doubt_runs_the_migration_container(tmp_path, env_secrets, health_se
     port, _ = health_server
     pairs = [("20260101000001", "a" * 64), ("20260102000001", "b" * 64)]
     host = healthy_host(applied=rows, image_labels={
-        remote_migrate.FINGERPRINT_LABEL: remote_migrate.fingerprint(pairs)})
-    remote, dep = plan_for(tmp_path, port, host)
-    assert rs.run_deployment(dep, lambda e: None).ok
+        migrate_engine.FINGERPRINT_LABEL: migrate_engine.fingerprint(pairs)})
+    _, dep = plan_for(tmp_path, port, host)
+    assert run_deployment(dep, lambda e: None).ok
     assert "migrate" in host.names()
 
 
 def test_applied_fingerprint_needs_both_tables_and_checksums():
-    assert remote_migrate.applied_fingerprint([]) == remote_migrate.fingerprint([])
-    assert remote_migrate.applied_fingerprint(["1 1 x"]) == remote_migrate.fingerprint(
+    assert migrate_engine.applied_fingerprint([]) == migrate_engine.fingerprint([])
+    assert migrate_engine.applied_fingerprint(["1 1 x"]) == migrate_engine.fingerprint(
         [("1", "x")])
-    assert remote_migrate.applied_fingerprint(["1 - -"]) is None
-    assert remote_migrate.applied_fingerprint(["- 1 x"]) is None
-    assert remote_migrate.fingerprint([("2", "b"), ("1", "a")]) == \
-        remote_migrate.fingerprint([("1", "a"), ("2", "b")])
+    assert migrate_engine.applied_fingerprint(["1 - -"]) is None
+    assert migrate_engine.applied_fingerprint(["- 1 x"]) is None
+    assert migrate_engine.fingerprint([("2", "b"), ("1", "a")]) == \
+        migrate_engine.fingerprint([("1", "a"), ("2", "b")])
 
 
 # --------------------------------------------------------------------------- setup
@@ -463,8 +499,8 @@ def test_setup_plan_creates_once_and_never_recreates(tmp_path, env_secrets, heal
     host = FakeHost().on(lambda a: "docker start notes-dev-db" in " ".join(a),
                          out="postgres:15 running\n")
     cfg = make_config(tmp_path, port)
-    remote = rs.Remote(cfg, "dev", transport_factory=lambda r: host)
-    plan = rs.setup_plan(remote)
+    remote = Remote(cfg, "dev", transport_factory=lambda r: host)
+    plan = setup_plan(remote)
     assert [s.name for s in plan.steps] == ["network", "volume", "database", "ready"]
     text = json.dumps(plan.describe())
     assert PASSWORD not in text
@@ -472,39 +508,40 @@ def test_setup_plan_creates_once_and_never_recreates(tmp_path, env_secrets, heal
         "docker network inspect --format '{{.Name}}' notes-dev >/dev/null 2>&1 || docker "
         "network create")
     assert "--volume notes-dev-pgdata:/var/lib/postgresql/data" in plan.steps[2].describe[0][2]
-    execute(plan, lambda e: None)
+    execute(plan, setup_state(remote), lambda e: None, transport=remote.transport)
     db_argv, db_in = host.calls[2]
     assert f"POSTGRES_PASSWORD={PASSWORD}" in db_in
     assert "docker inspect --format '{{.Id}}' notes-dev-db >/dev/null 2>&1 || docker run" in \
         db_argv[2]
-    assert host.calls[3][0][:3] == ("docker", "exec", "notes-dev-db")
+    assert host.calls[3][0] == ("docker", "exec", "notes-dev-db", "pg_isready", "-h",
+                                "127.0.0.1", "-p", "5432", "-U", "notes", "-d", "notes")
 
 
 # --------------------------------------------------------------------------- small pieces
 
 
 def test_image_ref_parse():
-    ref = rs.ImageRef.parse(f"127.0.0.1:5000/notes:abc@{DIGEST}")
+    ref = ImageRef.parse(f"127.0.0.1:5000/notes:abc@{DIGEST}")
     assert (ref.repository, ref.tag, ref.digest) == ("127.0.0.1:5000/notes", "abc", DIGEST)
     assert ref.ref == f"127.0.0.1:5000/notes@{DIGEST}"
-    with pytest.raises(Exception):
-        rs.ImageRef.parse("127.0.0.1:5000/notes:latest")
+    with pytest.raises(ConveyorError, match="not an image reference by digest"):
+        ImageRef.parse("127.0.0.1:5000/notes:latest")
 
 
 def test_env_file_refuses_line_breaks():
-    assert rs.env_file({"A": "1", "B": "x=y z"}, "k") == "A=1\nB=x=y z\n"
-    with pytest.raises(Exception):
-        rs.env_file({"A": "1\nB=2"}, "k")
+    assert env_file({"A": "1", "B": "x=y z"}, "k") == "A=1\nB=x=y z\n"
+    with pytest.raises(ConfigError, match="line break"):
+        env_file({"A": "1\nB=2"}, "k")
 
 
 def test_describe_holder():
-    assert rs.describe_holder({}) .startswith("an unknown holder")
-    text = rs.describe_holder({"who": "bob", "what": "deploy dev x", "since": "T",
+    assert describe_holder({}) .startswith("an unknown holder")
+    text = describe_holder({"who": "bob", "what": "deploy dev x", "since": "T",
                                "id": "D1"})
     assert text == "bob for `deploy dev x` since T (deployment D1)"
 
 
 def test_is_pytest():
-    assert rs.is_pytest(["pytest", "-q"]) and rs.is_pytest(["/venv/bin/py.test"])
-    assert rs.is_pytest(["python3", "-m", "pytest", "tests"])
-    assert not rs.is_pytest(["make", "test"]) and not rs.is_pytest([])
+    assert is_pytest(["pytest", "-q"]) and is_pytest(["/venv/bin/py.test"])
+    assert is_pytest(["python3", "-m", "pytest", "tests"])
+    assert not is_pytest(["make", "test"]) and not is_pytest([])
