@@ -203,7 +203,7 @@ class CiRefused(ConveyorError):
 
 
 class Interrupted(ConveyorError):
-    """Interrupted (Ctrl-C or SIGTERM): what was done is undone, recorded and unlocked."""
+    """Interrupted by Ctrl-C (the completed steps are undone, the deployment recorded)."""
 
     exit_code = 130
 
@@ -217,6 +217,7 @@ for _cls in (ConveyorError, ConfigError, DockerUnavailable, HostUnreachable, Bui
              HostKeyError, CommandFailed, GitError, InitRefused, CiRefused, Interrupted):
     assert _cls.exit_code not in EXIT_CODES, f"exit code {_cls.exit_code} used twice"
     EXIT_CODES[_cls.exit_code] = (_cls.__name__, (_cls.__doc__ or "").strip().splitlines()[0])
+del _cls
 EXIT_CODES[1] = ("ConveyorError", "any other failure")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from conveyor import records
-from conveyor.pipeline import StepResult
+from conveyor.plan import StepResult
 
 
 def test_image_log_remembers_newest_last_and_finds_by_revision(tmp_path):
