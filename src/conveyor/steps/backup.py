@@ -19,6 +19,7 @@ from typing import Any
 
 from conveyor import host
 from conveyor.errors import BackupFailed, ConveyorError
+from conveyor.migrations import queries
 from conveyor.plan import Step, StepIO
 from conveyor.records import actor, iso, new_id
 from conveyor.state.deploy import DeployState
@@ -87,15 +88,8 @@ def backup_argv(remote: Remote, backup_id: str, protect: str | None = None) -> t
 
 
 def applied_versions_from_rows(rows: list[str] | None) -> list[str] | None:
-    """Applied versions from the lock step's rows (`diesel_version conveyor_version checksum`)."""
-    if rows is None:
-        return None
-    out = []
-    for line in rows:
-        parts = line.split()
-        if parts and parts[0] != "-":
-            out.append(parts[0])
-    return sorted(out)
+    """Applied versions from the lock step's rows of the applied-migrations query."""
+    return None if rows is None else queries.applied_versions(rows)
 
 
 def take_backup(remote: Remote, backup_id: str, opts: BackupOptions,

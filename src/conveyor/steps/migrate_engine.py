@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.commands import docker
+from conveyor.migrations import queries
 from conveyor.steps.migrate_driver import RESULT_MARK
 
 DRIVER_MODULE = "conveyor_migrate_driver"
@@ -113,11 +114,8 @@ def user_command_argv(image: str, command: Sequence[str], *, name: str | None,
 
 FINGERPRINT_LABEL = "conveyor.migrations"
 
-APPLIED_SQL = (
-    "SELECT COALESCE(d.version, '-') || ' ' || COALESCE(c.version, '-') || ' ' || "
-    "COALESCE(c.checksum, '-') FROM __diesel_schema_migrations d "
-    "FULL JOIN __conveyor_migrations c ON c.version = d.version ORDER BY 1"
-)
+#: the one query for the applied migrations (Diesel's table joined with conveyor's checksums)
+APPLIED_SQL = queries.APPLIED_SQL
 
 
 def fingerprint(pairs: Sequence[tuple[str, str]]) -> str:
@@ -131,13 +129,8 @@ def fingerprint(pairs: Sequence[tuple[str, str]]) -> str:
 def applied_fingerprint(lines: Sequence[str]) -> str | None:
     """The fingerprint of what the database has applied, from APPLIED_SQL's rows; None when
     any row lacks a Diesel row, a checksum row or a checksum (the engine must look)."""
-    pairs = []
-    for line in lines:
-        parts = line.split()
-        if len(parts) != 3 or "-" in parts or parts[0] != parts[1]:
-            return None
-        pairs.append((parts[0], parts[2]))
-    return fingerprint(pairs)
+    pairs = queries.fingerprint_pairs(lines)
+    return None if pairs is None else fingerprint(pairs)
 
 
 def local_fingerprint(migrations_dir: Path) -> tuple[str, int] | None:

@@ -12,6 +12,7 @@ from conveyor.commands import docker
 from conveyor.config import ContainerDatabase
 from conveyor.errors import ConveyorError, DatabaseAhead, LintBlocked
 from conveyor.imageref import ImageRef
+from conveyor.migrations import queries
 from conveyor.plan import Step, StepIO
 from conveyor.state.deploy import DeployState, ProdOptions
 from conveyor.steps import migrate_engine as engine
@@ -24,9 +25,7 @@ APPLIED_QUERY_NOTE = "(the applied migrations, read in the lock step's round tri
 
 def applied_versions(rows: list[str] | None) -> list[str] | None:
     """Applied versions from the applied-migrations query's rows, sorted; None if unknown."""
-    if rows is None:
-        return None
-    return sorted(p[0] for p in (line.split() for line in rows) if p and p[0] != "-")
+    return None if rows is None else queries.applied_versions(rows)
 
 
 def applied_now(remote: Remote) -> list[str] | None:
