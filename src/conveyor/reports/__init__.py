@@ -1,0 +1,1 @@
+"""Reports: what a plan did, built from its typed state and step results as data."""

@@ -1,0 +1,1 @@
+"""Steps: one small module per kind of step; each action is a function of (typed state, io)."""
