@@ -137,9 +137,9 @@ def report_step(remote: Remote) -> Step[DeployState]:
         from conveyor.plans.rollback import rollback_target
 
         result = result_from_record(st)
-        applied = None if result.ok else applied_now(remote)
+        applied = applied_now(remote) if result.failed_step in ("migrate", "revert") else None
         further = False
-        if not result.ok:
+        if not result.ok and result.failed_step != "stop" and result.step("stop") is not None:
             try:
                 rollback_target(remote, None)
                 further = True
