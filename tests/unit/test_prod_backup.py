@@ -6,28 +6,35 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.unit.test_prod_plans import (  # noqa: F401 - fixtures
+from tests.unit import test_prod_plans as pp
+from tests.unit.test_prod_plans import (
     DID,
     PASSWORD,
     FakeProdHost,
-    app_server,
-    env_secrets,
     kind,
     lock_output,
     make_config,
 )
 
-from conveyor.errors import ConveyorError
-from conveyor.stages import backup as bk
-from conveyor.stages import prod
-from conveyor.stages import remote as rs
+from conveyor import host as hs
+from conveyor.errors import BackupFailed, ConveyorError, HealthCheckFailed, RestoreFailed
+from conveyor.plans.deployment import run_deployment
+from conveyor.plans.restore import restore_plans
+from conveyor.state.deploy import ProdOptions
+from conveyor.steps import backup as bk
+from conveyor.steps import restore as rst
+from conveyor.targets.remote import Remote
+
+# the fake host and the environment of test_prod_plans (pytest fixtures)
+app_server = pp.app_server
+env_secrets = pp.env_secrets
 
 BACKUP = "20251224T180000Z-beef"
 
 
 def remote_for(tmp_path, port, host):
     cfg = make_config(tmp_path, port)
-    return rs.Remote(cfg, "prod", transport_factory=lambda r: host)
+    return Remote(cfg, "prod", transport_factory=lambda r: host)
 
 
 def test_backup_names_and_refs(tmp_path, app_server):
@@ -71,14 +78,16 @@ def test_backups_are_listed_with_their_metadata(tmp_path, app_server):
         {"id": "20251225T000000Z-0001", "file": "/srv/backups/notes-prod-20251225T000000Z-0001"
          ".dump", "size": 10}]
     argv, _ = host.calls[0]
-    assert argv[3:] == ("conveyor-backups", "/srv/backups", bk.file_pattern(remote))
+    assert argv == ("sh", "-c", hs.script("list_backups"), "conveyor-list-backups",
+                    "/srv/backups", r"^notes-prod-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4}[.]dump$")
+    assert argv == bk.list_argv(remote)
 
 
 def test_a_failed_backup_says_where_to_look(tmp_path, app_server):
     port, app = app_server
     host = FakeProdHost(app).on("backup", rc=11, err="the dump is empty")
     remote = remote_for(tmp_path, port, host)
-    with pytest.raises(bk.BackupFailed, match="the dump is empty") as exc:
+    with pytest.raises(BackupFailed, match="the dump is empty") as exc:
         bk.take_backup(remote, DID, bk.BackupOptions())
     assert "/srv/backups" in exc.value.hint
 
@@ -90,26 +99,39 @@ def test_restore_swaps_in_a_new_database_and_drops_the_old_one_last(tmp_path, ap
     host.on("verify", out="::backup:: 4096 12\n")
     host.on("backup", out="::backup:: 1000 10\n")
     remote = remote_for(tmp_path, port, host)
-    dep = prod.restore_plans(remote, BACKUP, prod.ProdOptions(project_dir=tmp_path),
-                             deployment_id=DID)
+    dep = restore_plans(remote, BACKUP, ProdOptions(project_dir=tmp_path),
+                        deployment_id=DID)
     assert [s.name for s in dep.main.steps] == ["lock", "inspect", "verify", "backup", "stop",
                                                "restore", "swap", "start", "health", "cleanup"]
-    result = prod.run_prod(dep, lambda e: None)
+    result = run_deployment(dep, lambda e: None)
     assert result.ok, result.error
     assert host.names() == ["lock", "verify", "backup", "stop", "restore-db", "swap",
                             "start-old", "drop-db", "record"]
     backup_argv = next(a for a, _ in host.calls if kind(a) == "backup")
-    assert backup_argv[-1] == f"notes-prod-{BACKUP}"  # retention never removes the source
+    assert backup_argv == (  # retention never removes the source (the last argument)
+        "sh", "-c", hs.script("backup"), "conveyor-backup", "/srv/backups", f"notes-prod-{DID}",
+        "notes-prod-db", "notes", "notes", "3",
+        r"^notes-prod-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4}[.]dump$", f"notes-prod-{BACKUP}")
+    verify = next(a for a, _ in host.calls if kind(a) == "verify")
+    assert verify == ("sh", "-c", hs.script("verify_backup"), "conveyor-verify-backup",
+                      f"/srv/backups/notes-prod-{BACKUP}.dump", "notes-prod-db")
     restore = next(a for a, _ in host.calls if kind(a) == "restore-db")
-    assert restore[3:] == ("conveyor-restore", f"/srv/backups/notes-prod-{BACKUP}.dump",
-                           "notes-prod-db", "notes", "notes_restoring_abcd",
-                           'DROP DATABASE IF EXISTS "notes_restoring_abcd"',
-                           'CREATE DATABASE "notes_restoring_abcd" OWNER "notes"')
+    assert restore == ("sh", "-c", hs.script("restore"), "conveyor-restore",
+                       f"/srv/backups/notes-prod-{BACKUP}.dump", "notes-prod-db", "notes",
+                       "notes_restoring_abcd", 'DROP DATABASE IF EXISTS "notes_restoring_abcd"',
+                       'CREATE DATABASE "notes_restoring_abcd" OWNER "notes"')
     swap = next(a for a, _ in host.calls if kind(a) == "swap")
-    assert swap[-1] == ('BEGIN; ALTER DATABASE "notes" RENAME TO "notes_pre_restore_abcd"; '
-                        'ALTER DATABASE "notes_restoring_abcd" RENAME TO "notes"; COMMIT;')
+    assert swap == ("sh", "-c", hs.script("swap"), "conveyor-swap", "notes-prod-db", "notes",
+                    ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN "
+                    "('notes', 'notes_restoring_abcd') AND pid <> pg_backend_pid()"),
+                    ('BEGIN; ALTER DATABASE "notes" RENAME TO "notes_pre_restore_abcd"; '
+                    'ALTER DATABASE "notes_restoring_abcd" RENAME TO "notes"; COMMIT;'))
     drop = next(a for a, _ in host.calls if kind(a) == "drop-db")
-    assert drop[-1] == 'DROP DATABASE IF EXISTS "notes_pre_restore_abcd"'
+    assert drop == ("docker", "exec", "notes-prod-db", "psql", "-XAtq", "-v", "ON_ERROR_STOP=1",
+                    "-U", "notes", "-d", "postgres", "-c",
+                    'DROP DATABASE IF EXISTS "notes_pre_restore_abcd"')
+    assert rst.restore_names(remote, DID) == {"live": "notes", "new": "notes_restoring_abcd",
+                                              "old": "notes_pre_restore_abcd"}
     assert dep.record.kind == "restore" and dep.record.image.startswith("127.0.0.1:5000/notes@")
     for argv, _ in host.calls:
         assert not any(PASSWORD in a for a in argv)
@@ -136,16 +158,24 @@ def test_an_unhealthy_app_after_the_restore_swaps_the_old_database_back(tmp_path
     host.run = run
     app.new_status = 500
     remote = remote_for(tmp_path, port, host)
-    dep = prod.restore_plans(remote, BACKUP, prod.ProdOptions(project_dir=tmp_path),
-                             deployment_id=DID)
-    result = prod.run_prod(dep, lambda e: None)
-    assert isinstance(result.error, rs.HealthCheckFailed)
+    dep = restore_plans(remote, BACKUP, ProdOptions(project_dir=tmp_path),
+                        deployment_id=DID)
+    result = run_deployment(dep, lambda e: None)
+    assert isinstance(result.error, HealthCheckFailed)
     assert len(swaps) == 2 and swaps[1] == (
         'BEGIN; ALTER DATABASE "notes" RENAME TO "notes_restoring_abcd"; '
         'ALTER DATABASE "notes_pre_restore_abcd" RENAME TO "notes"; COMMIT;')
+    swap_back = [a for a, _ in host.calls if kind(a) == "swap"][1]
+    assert swap_back == rst.swap_argv(remote, "notes", "notes_pre_restore_abcd",
+                                      "notes_restoring_abcd") == (
+        "sh", "-c", hs.script("swap"), "conveyor-swap", "notes-prod-db", "notes",
+        ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN "
+        "('notes', 'notes_pre_restore_abcd') AND pid <> pg_backend_pid()"),
+        ('BEGIN; ALTER DATABASE "notes" RENAME TO "notes_restoring_abcd"; '
+        'ALTER DATABASE "notes_pre_restore_abcd" RENAME TO "notes"; COMMIT;'))
     names = host.names()
     assert "drop-db" in names and names.index("drop-db") > names.index("swap")
-    assert dep.values["fallback"]["ok"] is True  # the app answers again on the old data
+    assert dep.state.fallback["ok"] is True  # the app answers again on the old data
     statuses = {s["name"]: s["status"] for s in dep.record.steps}
     assert statuses["swap"] == "undone" and statuses["restore"] == "undone"
     assert "cleanup" not in statuses
@@ -157,10 +187,10 @@ def test_a_missing_backup_stops_before_the_app_is_touched(tmp_path, app_server):
     host.on("lock", out=lock_output())
     host.on("verify", rc=20, err="no backup file /srv/backups/x.dump (or it is empty)")
     remote = remote_for(tmp_path, port, host)
-    dep = prod.restore_plans(remote, BACKUP, prod.ProdOptions(project_dir=tmp_path),
-                             deployment_id=DID)
-    result = prod.run_prod(dep, lambda e: None)
-    assert isinstance(result.error, bk.RestoreFailed)
+    dep = restore_plans(remote, BACKUP, ProdOptions(project_dir=tmp_path),
+                        deployment_id=DID)
+    result = run_deployment(dep, lambda e: None)
+    assert isinstance(result.error, RestoreFailed)
     assert host.names() == ["lock", "verify", "record"]
     assert app.serving == "old"
 
@@ -178,6 +208,6 @@ def test_a_database_reached_by_url_has_no_backups(tmp_path, app_server):
     from conveyor.config import load_config
 
     cfg = load_config(tmp_path)
-    remote = rs.Remote(cfg, "prod", transport_factory=lambda r: FakeProdHost(app))
+    remote = Remote(cfg, "prod", transport_factory=lambda r: FakeProdHost(app))
     with pytest.raises(ConveyorError, match="conveyor-managed database"):
         bk.require_managed_db(remote)

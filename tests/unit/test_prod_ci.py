@@ -1,31 +1,37 @@
-"""`conveyor ci --promote`'s prod stage (`prod.promote_for_ci`) against the fake prod host of
-tests/unit/test_prod_plans.py: the digest that passed dev is promoted without --force, the CI
-stage report is filled (steps, durations, output, error, hint, what the database holds and the
-commands that go further back), the stage's typed error is raised, secrets never show."""
+"""`conveyor ci --promote`'s prod stage (`conveyor.ci_promote.promote_for_ci`) against the
+fake prod host of tests/unit/test_prod_plans.py: the digest that passed dev is promoted without
+--force, the CI stage report is filled (steps, durations, output, error, hint, what the database
+holds and the commands that go further back), the stage's typed error is raised, secrets never
+show."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-
-from conveyor.ci_env import CiEnv
-from conveyor.ci_pipeline import (CiOptions, CiReport, StageReport, _promote, junit_xml,
-                                  markdown)
-from conveyor.config import load_config
-from conveyor.stages import prod
-from conveyor.stages import remote as rs
-from tests.unit.test_prod_plans import (  # noqa: F401  (app_server, env_secrets: fixtures)
+from tests.unit import test_prod_plans as pp
+from tests.unit.test_prod_plans import (
     DID,
     NEW,
     NEW_DIGEST,
     OLD,
     PASSWORD,
-    app_server,
-    env_secrets,
     host_for,
     make_config,
 )
+
+from conveyor import ci_promote, promotion
+from conveyor.ci_env import CiEnv
+from conveyor.ci_pipeline import CiOptions, CiReport, StageReport, _promote, junit_xml, markdown
+from conveyor.config import load_config
+from conveyor.errors import NotPromotable, ValidationFailed
+from conveyor.imageref import ImageRef
+from conveyor.plans import prod
+from conveyor.targets.remote import Remote
+
+# the fake host and the environment of test_prod_plans (pytest fixtures)
+app_server = pp.app_server
+env_secrets = pp.env_secrets
 
 PROMOTE_STEPS = ["lock", "pull", "plan", "backup", "prepare", "stop", "migrate", "start",
                  "health", "validate"]
@@ -36,10 +42,9 @@ def setup(tmp_path, monkeypatch, app_server):
     """(cfg, host, app, events): prod's transport is the fake host; dev passed NEW in d2."""
     port, app = app_server
     host = host_for(app)
-    real_remote = rs.Remote
-    monkeypatch.setattr(prod, "Remote", lambda cfg, env: real_remote(
+    monkeypatch.setattr(promotion, "Remote", lambda cfg, env: Remote(
         cfg, env, transport_factory=lambda r: host))
-    monkeypatch.setattr(prod, "passed_images", lambda cfg, source, limit=1000: [
+    monkeypatch.setattr(promotion, "passed_images", lambda cfg, source, limit=1000: [
         {"id": "d1", "image": OLD, "result": "ok"},
         {"id": "d2", "image": NEW, "result": "ok", "revision": "newrev"}])
     monkeypatch.setattr(prod, "new_id", lambda: DID)
@@ -53,11 +58,11 @@ def setup(tmp_path, monkeypatch, app_server):
 
 
 def test_the_digest_that_passed_dev_is_promoted_and_the_stage_filled(setup):
-    cfg, host, app = setup()
+    cfg, _host, app = setup()
     events: list[dict] = []
     stage = StageReport("promote prod")
-    image = rs.ImageRef("127.0.0.1:5000/notes", NEW_DIGEST, "c0ffee" * 6 + "abcd", "c0ffee")
-    dep = prod.promote_for_ci(cfg, "prod", image, emit=events.append, stage=stage,
+    image = ImageRef("127.0.0.1:5000/notes", NEW_DIGEST, "c0ffee" * 6 + "abcd", "c0ffee")
+    dep = ci_promote.promote_for_ci(cfg, "prod", image, emit=events.append, stage=stage,
                               source="dev")
     assert app.serving == "new"
     assert dep.record.kind == "promote" and dep.record.result == "ok"
@@ -77,7 +82,7 @@ def test_the_digest_that_passed_dev_is_promoted_and_the_stage_filled(setup):
 def test_a_failing_validation_fills_the_stage_and_raises_its_typed_error(setup, tmp_path,
                                                                          monkeypatch):
     setup(validate_ok=False)
-    host, app = setup.host, setup.app
+    _host, app = setup.host, setup.app
     # the validation prints the prod database password (a leak the report must not repeat)
     text = (tmp_path / "conveyor.toml").read_text()
     text = text.replace("print('validating')",
@@ -87,9 +92,9 @@ def test_a_failing_validation_fills_the_stage_and_raises_its_typed_error(setup, 
     cfg = load_config(tmp_path)
     events: list[dict] = []
     stage = StageReport("promote prod")
-    image = rs.ImageRef("127.0.0.1:5000/notes", NEW_DIGEST)
-    with pytest.raises(prod.ValidationFailed) as exc:
-        prod.promote_for_ci(cfg, "prod", image, emit=events.append, stage=stage)
+    image = ImageRef("127.0.0.1:5000/notes", NEW_DIGEST)
+    with pytest.raises(ValidationFailed) as exc:
+        ci_promote.promote_for_ci(cfg, "prod", image, emit=events.append, stage=stage)
     assert exc.value.exit_code == 10
     assert app.serving == "old"
     assert stage.status == "failed" and stage.exit_code == 10
@@ -108,12 +113,12 @@ def test_a_failing_validation_fills_the_stage_and_raises_its_typed_error(setup, 
 
 
 def test_an_image_that_did_not_pass_dev_is_refused_before_anything_runs(setup, monkeypatch):
-    cfg, host, app = setup()
-    monkeypatch.setattr(prod, "passed_images", lambda cfg, source, limit=1000: [
+    cfg, host, _app = setup()
+    monkeypatch.setattr(promotion, "passed_images", lambda cfg, source, limit=1000: [
         {"id": "d1", "image": OLD, "result": "ok"}])
     stage = StageReport("promote prod")
-    with pytest.raises(prod.NotPromotable):
-        prod.promote_for_ci(cfg, "prod", rs.ImageRef.parse(NEW), emit=lambda e: None,
+    with pytest.raises(NotPromotable):
+        ci_promote.promote_for_ci(cfg, "prod", ImageRef.parse(NEW), emit=lambda e: None,
                             stage=stage)
     assert host.calls == [] and stage.status == "not run"
 
@@ -128,13 +133,13 @@ def _report(stage_names: list[str]) -> CiReport:
 
 
 def test_the_ci_stage_keeps_what_promote_for_ci_filled_and_reports_it(setup, monkeypatch):
-    cfg, host, app = setup(validate_ok=False)
+    cfg, _host, _app = setup(validate_ok=False)
     report = _report(["build", "push", "deploy dev", "test", "promote prod"])
     for s in report.stages[:-1]:
         s.status, s.duration = "ok", 1.0
     st = report.stage("promote prod")
     _promote(cfg, CiOptions(promote=True), st, lambda e: None,
-             {"image": rs.ImageRef.parse(NEW)})
+             {"image": ImageRef.parse(NEW)})
     assert st.status == "failed" and st.exit_code == 10
     assert report.failed_stage is st and report.exit_code == 10
     assert "To go further back:" in st.error  # not replaced by the bare exception text
@@ -149,9 +154,9 @@ def test_the_ci_stage_keeps_what_promote_for_ci_filled_and_reports_it(setup, mon
 
 
 def test_a_refusal_before_the_plan_fails_the_stage_with_its_exit_code(setup, monkeypatch):
-    cfg, host, app = setup()
-    monkeypatch.setattr(prod, "passed_images", lambda cfg, source, limit=1000: [])
+    cfg, _host, _app = setup()
+    monkeypatch.setattr(promotion, "passed_images", lambda cfg, source, limit=1000: [])
     st = StageReport("promote prod")
-    _promote(cfg, CiOptions(promote=True), st, lambda e: None, {"image": rs.ImageRef.parse(NEW)})
+    _promote(cfg, CiOptions(promote=True), st, lambda e: None, {"image": ImageRef.parse(NEW)})
     assert st.status == "failed" and st.exit_code == 11
     assert "has not passed dev" in st.error and st.steps == []

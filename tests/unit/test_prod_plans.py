@@ -14,14 +14,37 @@ import tarfile
 import textwrap
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
+from conveyor import host as hs
+from conveyor import promotion
 from conveyor.config import load_config
-from conveyor.errors import CommandFailed, ConveyorError
-from conveyor.stages import backup as bk
-from conveyor.stages import prod, remote_migrate
-from conveyor.stages import remote as rs
+from conveyor.errors import (
+    BackupFailed,
+    CommandFailed,
+    ConveyorError,
+    DatabaseAhead,
+    HealthCheckFailed,
+    LintBlocked,
+    LockHeld,
+    MigrationStepFailed,
+    NoRollbackTarget,
+    NotPromotable,
+    RestoreFailed,
+    ValidationFailed,
+)
+from conveyor.imageref import REVISION_LABEL, ImageRef
+from conveyor.plans.deployment import run_deployment
+from conveyor.plans.prod import prod_plans
+from conveyor.plans.rollback import rollback_plans, rollback_target
+from conveyor.state.deploy import ProdOptions, RevertPlan
+from conveyor.steps import app as app_steps
+from conveyor.steps import backup as bk
+from conveyor.steps import migrate_driver
+from conveyor.steps import migrate_engine as engine
+from conveyor.targets.remote import Remote
 from conveyor.transport import Result, Transport
 
 OLD = "127.0.0.1:5000/notes@sha256:" + "cd" * 32
@@ -56,10 +79,11 @@ def tar_b64(files: dict[str, dict[str, str]]) -> str:
 def kind(argv) -> str:
     text = " ".join(argv)
     script = argv[2] if len(argv) > 2 else None
-    names = {rs.LOCK_SCRIPT: "lock", rs.RECORD_SCRIPT: "record", rs.UNLOCK_SCRIPT: "unlock",
-             prod.IMAGE_FILES_SCRIPT: "files", bk.BACKUP_SCRIPT: "backup",
-             bk.VERIFY_SCRIPT: "verify", bk.RESTORE_SCRIPT: "restore-db",
-             bk.SWAP_SCRIPT: "swap", bk.LIST_SCRIPT: "list"}
+    names = {hs.script("lock"): "lock", hs.script("record"): "record",
+             hs.script("unlock"): "unlock", hs.script("image_files"): "files",
+             hs.script("backup"): "backup", hs.script("verify_backup"): "verify",
+             hs.script("restore"): "restore-db", hs.script("swap"): "swap",
+             hs.script("list_backups"): "list"}
     if script in names:
         return names[script]
     if "no previous container to restore" in text:
@@ -78,7 +102,7 @@ def kind(argv) -> str:
         return "start-old"
     if argv == ("docker", "rm", "--force", "notes-prod-app-next"):
         return "rm-next"
-    if "psql" in text and remote_migrate.APPLIED_SQL in argv:
+    if "psql" in text and engine.APPLIED_SQL in argv:
         return "applied"
     if "DROP DATABASE" in text:
         return "drop-db"
@@ -171,8 +195,8 @@ def env_secrets(monkeypatch):
 
 def make_config(tmp_path: Path, port: int, *, validate_ok: bool = True):
     (tmp_path / "known_hosts").write_text("")
-    validate = json.dumps(["python3", "-c", f"import sys; print('validating'); "
-                                            f"sys.exit({0 if validate_ok else 1})"])
+    validate = json.dumps(["python3", "-c", (f"import sys; print('validating'); "
+                                            f"sys.exit({0 if validate_ok else 1})")])
     (tmp_path / "conveyor.toml").write_text(textwrap.dedent(f"""
         [app]
         name = "notes"
@@ -216,18 +240,18 @@ def lock_output(applied: str = APPLIED_V1, current: bool = True) -> str:
     app = {"Name": "/notes-prod-app", "State": {"Running": True},
            "Config": {"Image": "old", "Labels": {"conveyor.image": OLD,
                                                  "conveyor.deployment": "20251201T000000Z-0001",
-                                                 rs.REVISION_LABEL: "oldrev"}}}
+                                                 REVISION_LABEL: "oldrev"}}}
     db = {"Name": "/notes-prod-db", "State": {"Running": True, "Status": "running"}}
     return ("::containers::\n" + (json.dumps(app) + "\n" if current else "") + json.dumps(db)
             + "\n::applied::\n" + applied + "\n::image::\n"
-            + json.dumps({rs.REVISION_LABEL: "newrev"}) + "\n")
+            + json.dumps({REVISION_LABEL: "newrev"}) + "\n")
 
 
 def migrate_ok(*names: str) -> str:
     result = {"ok": True, "applied": [{"version": n.split("_")[0].replace("-", ""), "name": n,
                                        "direction": "up", "duration_ms": 1.0} for n in names],
               "reverted": []}
-    return "".join(f"applied {n}\n" for n in names) + remote_migrate.RESULT_MARK \
+    return "".join(f"applied {n}\n" for n in names) + engine.RESULT_MARK \
         + json.dumps(result) + "\n"
 
 
@@ -244,10 +268,10 @@ def host_for(app: App, files=V2, applied: str = APPLIED_V1, current: bool = True
 
 def plan(tmp_path, port, host, *, validate_ok=True, allow_destructive=False):
     cfg = make_config(tmp_path, port, validate_ok=validate_ok)
-    remote = rs.Remote(cfg, "prod", transport_factory=lambda r: host)
-    image = rs.ImageRef("127.0.0.1:5000/notes", NEW_DIGEST, "newrev")
-    opts = prod.ProdOptions(project_dir=tmp_path, allow_destructive=allow_destructive)
-    dep = prod.prod_plans(remote, image, opts, provenance={"source": "dev"}, deployment_id=DID)
+    remote = Remote(cfg, "prod", transport_factory=lambda r: host)
+    image = ImageRef("127.0.0.1:5000/notes", NEW_DIGEST, "newrev")
+    opts = ProdOptions(project_dir=tmp_path, allow_destructive=allow_destructive)
+    dep = prod_plans(remote, image, opts, provenance={"source": "dev"}, deployment_id=DID)
     return remote, dep
 
 
@@ -256,7 +280,7 @@ def plan(tmp_path, port, host, *, validate_ok=True, allow_destructive=False):
 
 def test_the_prod_plan_pulls_plans_and_backs_up_before_anything_stops(tmp_path, app_server):
     port, app = app_server
-    remote, dep = plan(tmp_path, port, host_for(app))
+    _remote, dep = plan(tmp_path, port, host_for(app))
     names = [s.name for s in dep.main.steps]
     assert names == ["lock", "pull", "plan", "backup", "prepare", "stop", "migrate", "start",
                      "health", "validate"]
@@ -268,7 +292,7 @@ def test_the_prod_plan_pulls_plans_and_backs_up_before_anything_stops(tmp_path, 
 def test_dry_run_describes_every_step_without_secrets_and_touches_nothing(tmp_path, app_server):
     port, app = app_server
     host = host_for(app)
-    remote, dep = plan(tmp_path, port, host)
+    _remote, dep = plan(tmp_path, port, host)
     text = json.dumps(dep.describe())
     assert host.calls == []
     assert PASSWORD not in text
@@ -283,20 +307,21 @@ def test_dry_run_describes_every_step_without_secrets_and_touches_nothing(tmp_pa
 def test_create_argv_keeps_every_option_of_the_run_argv():
     run = ("docker", "run", "--detach", "--name", "a-app", "--network", "n", "--publish",
            "127.0.0.1:1:2", "--label", "x=y", "img@sha256:1")
-    assert prod.create_argv(run, "a-app-next") == (
+    assert app_steps.create_argv(run, "a-app-next") == (
         "docker", "create", "--name", "a-app-next", "--network", "n", "--publish",
         "127.0.0.1:1:2", "--label", "x=y", "img@sha256:1")
     with pytest.raises(ValueError):
-        prod.create_argv(("docker", "run", "--rm", "img"), "x")
+        app_steps.create_argv(("docker", "run", "--rm", "img"), "x")
 
 
 def test_start_renames_old_to_previous_and_next_to_the_app_name():
-    remote = type("R", (), {"app_container": "a-app", "previous_container": "a-app-previous"})()
-    assert prod.start_argv(remote, has_current=True) == (
-        "sh", "-c", "docker rename a-app a-app-previous && docker rename a-app-next a-app && "
-        "docker start a-app")
-    assert prod.start_argv(remote, has_current=False)[2] == (
-        "docker rename a-app-next a-app && docker start a-app")
+    remote = type("R", (), {"app_container": "a-app", "previous_container": "a-app-previous",
+                            "next_container": "a-app-next"})()
+    assert app_steps.start_argv(remote, has_current=True) == (
+        "sh", "-c", ("docker rename a-app a-app-previous && docker rename a-app-next a-app && "
+        "docker start a-app"))
+    assert app_steps.start_argv(remote, has_current=False) == (
+        "sh", "-c", "docker rename a-app-next a-app && docker start a-app")
 
 
 # --------------------------------------------------------------------------- happy path
@@ -305,8 +330,8 @@ def test_start_renames_old_to_previous_and_next_to_the_app_name():
 def test_a_promotion_runs_in_order_and_records_plan_backup_and_outcome(tmp_path, app_server):
     port, app = app_server
     host = host_for(app)
-    remote, dep = plan(tmp_path, port, host)
-    result = prod.run_prod(dep, lambda e: None)
+    _remote, dep = plan(tmp_path, port, host)
+    result = run_deployment(dep, lambda e: None)
     assert result.ok, result.error
     assert host.names() == ["lock", "files", "backup", "prepare", "stop", "migrate", "start",
                             "record"]
@@ -328,8 +353,8 @@ def test_a_promotion_runs_in_order_and_records_plan_backup_and_outcome(tmp_path,
 def test_secrets_travel_on_stdin_only(tmp_path, app_server):
     port, app = app_server
     host = host_for(app)
-    remote, dep = plan(tmp_path, port, host)
-    prod.run_prod(dep, lambda e: None)
+    _remote, dep = plan(tmp_path, port, host)
+    run_deployment(dep, lambda e: None)
     for argv, stdin in host.calls:
         assert not any(PASSWORD in a for a in argv), argv
         if kind(argv) not in ("prepare", "migrate"):
@@ -345,11 +370,15 @@ def test_backup_argv_and_retention_pattern(tmp_path, app_server):
     port, app = app_server
     remote, _ = plan(tmp_path, port, host_for(app))
     argv = bk.backup_argv(remote, DID, protect="20250101T000000Z-0000")
-    assert argv[:3] == ("sh", "-c", bk.BACKUP_SCRIPT)
-    assert argv[3:] == ("conveyor-backup", "/srv/backups", f"notes-prod-{DID}", "notes-prod-db",
-                        "notes", "notes", "3",
-                        r"^notes-prod-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4}[.]dump$",
-                        "notes-prod-20250101T000000Z-0000")
+    assert argv == ("sh", "-c", hs.script("backup"), "conveyor-backup", "/srv/backups",
+                    f"notes-prod-{DID}", "notes-prod-db", "notes", "notes", "3",
+                    r"^notes-prod-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4}[.]dump$",
+                    "notes-prod-20250101T000000Z-0000")
+    # nothing to protect: the last argument is empty (the script's $8)
+    assert bk.backup_argv(remote, DID) == (
+        "sh", "-c", hs.script("backup"), "conveyor-backup", "/srv/backups", f"notes-prod-{DID}",
+        "notes-prod-db", "notes", "notes", "3",
+        r"^notes-prod-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4}[.]dump$", "")
 
 
 # --------------------------------------------------------------------------- lint
@@ -360,16 +389,16 @@ def test_a_destructive_migration_stops_before_anything_stops(tmp_path, app_serve
     files = {**V1, "2026-03-01-000001_drop": {"up.sql": "DROP TABLE notes;\n",
                                                "down.sql": "SELECT 1;\n"}}
     host = host_for(app, files=files)
-    remote, dep = plan(tmp_path, port, host)
-    result = prod.run_prod(dep, lambda e: None)
-    assert isinstance(result.error, prod.LintBlocked)
+    _remote, dep = plan(tmp_path, port, host)
+    result = run_deployment(dep, lambda e: None)
+    assert isinstance(result.error, LintBlocked)
     assert "ban-drop-table" in str(result.error) and "--allow-destructive" in result.error.hint
     assert host.names() == ["lock", "files", "record"]
     assert app.serving == "old"
-    out = dep.values["outcome"]
+    out = dep.state.outcome
     assert out["failed_step"] == "plan"
-    assert out["lines"] == ["Nothing was stopped: the previous version kept serving "
-                            "throughout, and the database was not changed."]
+    assert out["lines"] == [("Nothing was stopped: the previous version kept serving "
+                            "throughout, and the database was not changed.")]
     assert dep.record.details["lint"]["summary"]["destructive"] == 1
 
 
@@ -378,8 +407,8 @@ def test_allow_destructive_goes_on_after_the_backup(tmp_path, app_server):
     files = {**V1, "2026-03-01-000001_drop": {"up.sql": "DROP TABLE notes;\n",
                                                "down.sql": "SELECT 1;\n"}}
     host = host_for(app, files=files)
-    remote, dep = plan(tmp_path, port, host, allow_destructive=True)
-    result = prod.run_prod(dep, lambda e: None)
+    _remote, dep = plan(tmp_path, port, host, allow_destructive=True)
+    result = run_deployment(dep, lambda e: None)
     assert result.ok, result.error
     assert "backup" in host.names()
 
@@ -387,9 +416,9 @@ def test_allow_destructive_goes_on_after_the_backup(tmp_path, app_server):
 def test_a_database_ahead_of_the_image_is_refused_before_stopping(tmp_path, app_server):
     port, app = app_server
     host = host_for(app, files=V1, applied=APPLIED_V2)
-    remote, dep = plan(tmp_path, port, host)
-    result = prod.run_prod(dep, lambda e: None)
-    assert isinstance(result.error, prod.DatabaseAhead)
+    _remote, dep = plan(tmp_path, port, host)
+    result = run_deployment(dep, lambda e: None)
+    assert isinstance(result.error, DatabaseAhead)
     assert "20260201000001" in str(result.error)
     assert "stop" not in host.names()
 
@@ -405,16 +434,16 @@ def test_a_failing_migration_restarts_the_old_container_and_says_the_schema_is_u
                "rolled_back": True, "message": "boom",
                "text": "Migration 2026-02-01-000001_add_color failed: boom. The migration ran in "
                        "a transaction, which was rolled back"}
-    host.on("migrate", rc=1, out=remote_migrate.RESULT_MARK + json.dumps(failure) + "\n")
-    remote, dep = plan(tmp_path, port, host)
-    result = prod.run_prod(dep, lambda e: None)
-    assert isinstance(result.error, rs.RemoteMigrationFailed)
+    host.on("migrate", rc=1, out=engine.RESULT_MARK + json.dumps(failure) + "\n")
+    _remote, dep = plan(tmp_path, port, host)
+    result = run_deployment(dep, lambda e: None)
+    assert isinstance(result.error, MigrationStepFailed)
     assert "boom" in str(result.error)
     assert host.names()[:9] == ["lock", "files", "backup", "prepare", "stop", "migrate",
                                 "start-old", "rm-next", "applied"]
     assert host.names()[-1] == "record"
     assert app.serving == "old"
-    out = dep.values["outcome"]
+    out = dep.state.outcome
     assert out["failed_step"] == "migrate"
     assert any("serving again" in line for line in out["lines"])
     assert any("schema is unchanged" in line for line in out["lines"])
@@ -428,11 +457,11 @@ def test_a_partial_migration_failure_names_what_stays_applied(tmp_path, app_serv
     port, app = app_server
     host = host_for(app)
     failure = {"ok": False, "error": "MigrationFailed", "rolled_back": True, "message": "x"}
-    host.on("migrate", rc=1, out=remote_migrate.RESULT_MARK + json.dumps(failure) + "\n")
+    host.on("migrate", rc=1, out=engine.RESULT_MARK + json.dumps(failure) + "\n")
     host.on("applied", out=APPLIED_V2 + "\n")  # the first of two committed before the failure
-    remote, dep = plan(tmp_path, port, host)
-    prod.run_prod(dep, lambda e: None)
-    out = dep.values["outcome"]
+    _remote, dep = plan(tmp_path, port, host)
+    run_deployment(dep, lambda e: None)
+    out = dep.state.outcome
     assert any("committed before the failure stay applied: 20260201000001" in line
                for line in out["lines"])
     assert out["commands"][0].startswith(
@@ -443,14 +472,14 @@ def test_a_health_check_that_never_passes_puts_the_old_version_back(tmp_path, ap
     port, app = app_server
     app.new_status = 500
     host = host_for(app)
-    remote, dep = plan(tmp_path, port, host)
-    result = prod.run_prod(dep, lambda e: None)
-    assert isinstance(result.error, rs.HealthCheckFailed)
+    _remote, dep = plan(tmp_path, port, host)
+    result = run_deployment(dep, lambda e: None)
+    assert isinstance(result.error, HealthCheckFailed)
     names = host.names()
     i = names.index("start")
     assert "fallback" in names[i:] and names.index("fallback") < names.index("start-old")
     assert app.serving == "old"
-    out = dep.values["outcome"]
+    out = dep.state.outcome
     assert out["failed_step"] == "health"
     text = "\n".join(out["lines"])
     assert "The previous version is serving again" in text
@@ -459,18 +488,18 @@ def test_a_health_check_that_never_passes_puts_the_old_version_back(tmp_path, ap
     assert out["commands"][0].startswith(
         "conveyor rollback prod --to 20251201T000000Z-0001 --migrations")
     assert any(c.startswith(f"conveyor restore prod {DID}") for c in out["commands"])
-    assert dep.values["fallback"]["ok"] is True
+    assert dep.state.fallback["ok"] is True
 
 
 def test_a_failing_validation_puts_the_old_version_back(tmp_path, app_server):
     port, app = app_server
     host = host_for(app)
-    remote, dep = plan(tmp_path, port, host, validate_ok=False)
-    result = prod.run_prod(dep, lambda e: None)
-    assert isinstance(result.error, prod.ValidationFailed)
+    _remote, dep = plan(tmp_path, port, host, validate_ok=False)
+    result = run_deployment(dep, lambda e: None)
+    assert isinstance(result.error, ValidationFailed)
     assert "exited 1" in str(result.error)
     assert app.serving == "old"
-    assert dep.values["outcome"]["failed_step"] == "validate"
+    assert dep.state.outcome["failed_step"] == "validate"
     assert dep.record.result == "failed"
     assert dep.record.details["validation"]["ok"] is False
 
@@ -488,20 +517,20 @@ def test_the_first_deployment_has_nothing_to_fall_back_to(tmp_path, app_server):
     def run(argv, **kw):
         if "--entrypoint python3" in " ".join(argv) and "-migrate-" not in " ".join(argv):
             host.calls.append((tuple(argv), kw.get("input")))
-            return Result(tuple(argv), 0, remote_migrate.RESULT_MARK + json.dumps(status) + "\n",
+            return Result(tuple(argv), 0, engine.RESULT_MARK + json.dumps(status) + "\n",
                           "", 0.0)
         return orig(argv, **kw)
 
     host.run = run
-    remote, dep = plan(tmp_path, port, host)
-    result = prod.run_prod(dep, lambda e: None)
-    assert isinstance(result.error, rs.HealthCheckFailed)
+    _remote, dep = plan(tmp_path, port, host)
+    result = run_deployment(dep, lambda e: None)
+    assert isinstance(result.error, HealthCheckFailed)
     assert dep.record.details["pending"] == list(V2)
     parked = [a for a, _ in host.calls if "docker rename notes-prod-app notes-prod-app-failed"
               in " ".join(a)]
     assert parked, host.names()  # the failing new container is stopped, kept as -failed
     assert not [a for a, _ in host.calls if kind(a) in ("stop", "start-old")]
-    out = dep.values["outcome"]
+    out = dep.state.outcome
     assert any("no previous version" in line for line in out["lines"])
 
 
@@ -513,32 +542,32 @@ def test_the_default_image_is_the_newest_that_passed_dev(tmp_path, monkeypatch, 
     cfg = make_config(tmp_path, port)
     passed = [{"id": "d1", "image": OLD, "result": "ok", "revision": "r1"},
               {"id": "d2", "image": NEW, "result": "ok", "revision": "r2"}]
-    monkeypatch.setattr(prod, "passed_images", lambda cfg, source, limit=1000: passed)
-    ref, prov = prod.choose_image(cfg, "prod", None)
+    monkeypatch.setattr(promotion, "passed_images", lambda cfg, source, limit=1000: passed)
+    ref, prov = promotion.choose_image(cfg, "prod", None)
     assert ref.ref == NEW and prov == {"source": "dev", "source_deployment": "d2",
                                        "source_at": None, "forced": False}
-    ref, prov = prod.choose_image(cfg, "prod", OLD)
+    ref, prov = promotion.choose_image(cfg, "prod", OLD)
     assert ref.ref == OLD and prov["source_deployment"] == "d1"
 
 
 def test_an_image_that_never_passed_dev_needs_force(tmp_path, monkeypatch, app_server):
     port, _ = app_server
     cfg = make_config(tmp_path, port)
-    monkeypatch.setattr(prod, "passed_images", lambda cfg, source, limit=1000: [
+    monkeypatch.setattr(promotion, "passed_images", lambda cfg, source, limit=1000: [
         {"id": "d1", "image": OLD, "result": "ok"}])
-    with pytest.raises(prod.NotPromotable) as exc:
-        prod.choose_image(cfg, "prod", NEW)
+    with pytest.raises(NotPromotable) as exc:
+        promotion.choose_image(cfg, "prod", NEW)
     assert "has not passed dev" in str(exc.value) and "--force" in exc.value.hint
-    ref, prov = prod.choose_image(cfg, "prod", NEW, force=True)
+    ref, prov = promotion.choose_image(cfg, "prod", NEW, force=True)
     assert ref.ref == NEW and prov["forced"] is True and "FORCED" in prov["warning"]
 
 
 def test_nothing_passed_dev_yet(tmp_path, monkeypatch, app_server):
     port, _ = app_server
     cfg = make_config(tmp_path, port)
-    monkeypatch.setattr(prod, "passed_images", lambda cfg, source, limit=1000: [])
-    with pytest.raises(prod.NotPromotable, match="nothing has passed dev"):
-        prod.choose_image(cfg, "prod", None)
+    monkeypatch.setattr(promotion, "passed_images", lambda cfg, source, limit=1000: [])
+    with pytest.raises(NotPromotable, match="nothing has passed dev"):
+        promotion.choose_image(cfg, "prod", None)
 
 
 # --------------------------------------------------------------------------- rollback
@@ -560,17 +589,17 @@ def test_rollback_goes_to_the_image_before_the_serving_ones_deployment(tmp_path,
          "previous_image": OLD}))
     host.on("labels", out=json.dumps({"conveyor.image": OLD}) + "\n")
     cfg = make_config(tmp_path, port)
-    remote = rs.Remote(cfg, "prod", transport_factory=lambda r: host)
-    ref, info = prod.rollback_target(remote, None)
+    remote = Remote(cfg, "prod", transport_factory=lambda r: host)
+    ref, info = rollback_target(remote, None)
     assert ref.ref == v0 and info == {"from_deployment": "20260102T000000Z-0001",
                                       "to": "20260101T000000Z-0000"}
-    ref, info = prod.rollback_target(remote, "20260102T000000Z-0001")
+    ref, info = rollback_target(remote, "20260102T000000Z-0001")
     assert ref.ref == OLD
-    with pytest.raises(prod.NoRollbackTarget, match="did not succeed"):
-        prod.rollback_target(remote, "20260103T000000Z-0002")
+    with pytest.raises(NoRollbackTarget, match="did not succeed"):
+        rollback_target(remote, "20260103T000000Z-0002")
     host.on("labels", out=json.dumps({"conveyor.image": v0}) + "\n")
-    with pytest.raises(prod.NoRollbackTarget, match="first one"):
-        prod.rollback_target(remote, None)
+    with pytest.raises(NoRollbackTarget, match="first one"):
+        rollback_target(remote, None)
 
 
 def test_rollback_with_migrations_reverts_through_the_image_that_has_them(tmp_path, app_server):
@@ -590,45 +619,140 @@ def test_rollback_with_migrations_reverts_through_the_image_that_has_them(tmp_pa
     reverted = {"ok": True, "applied": [], "reverted": [
         {"version": "20260201000001", "name": "2026-02-01-000001_add_color",
          "direction": "down", "duration_ms": 1.0}]}
-    host.on("revert", out=remote_migrate.RESULT_MARK + json.dumps(reverted) + "\n")
+    host.on("revert", out=engine.RESULT_MARK + json.dumps(reverted) + "\n")
     cfg = make_config(tmp_path, port)
-    remote = rs.Remote(cfg, "prod", transport_factory=lambda r: host)
-    target = rs.ImageRef.parse("127.0.0.1:5000/notes@sha256:" + "00" * 32)
-    dep = prod.rollback_plans(remote, target, prod.ProdOptions(project_dir=tmp_path,
-                                                               migrations=True),
-                              deployment_id=DID)
+    remote = Remote(cfg, "prod", transport_factory=lambda r: host)
+    target = ImageRef.parse("127.0.0.1:5000/notes@sha256:" + "00" * 32)
+    dep = rollback_plans(remote, target, ProdOptions(project_dir=tmp_path, migrations=True),
+                         deployment_id=DID)
     assert [s.name for s in dep.main.steps] == ["lock", "pull", "plan", "backup", "prepare",
                                                "stop", "revert", "start", "health", "validate"]
-    result = prod.run_prod(dep, lambda e: None)
+    result = run_deployment(dep, lambda e: None)
     assert result.ok, result.error
-    assert dep.values["revert"] == {"versions": ["20260201000001"], "image": OLD,
-                                    "names": ["2026-02-01-000001_add_color"]}
+    assert dep.state.revert == RevertPlan(versions=["20260201000001"], image=OLD,
+                                          names=["2026-02-01-000001_add_color"])
+    assert dep.state.revert.as_dict() == {"versions": ["20260201000001"], "image": OLD,
+                                          "names": ["2026-02-01-000001_add_color"]}
+    assert dep.record.details["revert_plan"] == dep.state.revert.as_dict()
     revert_argv, revert_in = next((a, i) for a, i in host.calls if kind(a) == "revert")
-    assert OLD in revert_argv and not any(PASSWORD in a for a in revert_argv)
-    header = json.loads(revert_in.split(b"\n", 1)[0])
-    assert header["versions"] == ["20260201000001"] and "def main(h)" in header["code"]
+    assert revert_argv == engine.engine_argv(
+        OLD, name=f"notes-prod-revert-{DID}".lower(), network="notes-prod",
+        labels={"conveyor.app": "notes", "conveyor.env": "prod", "conveyor.role": "revert",
+                "conveyor.deployment": DID})
+    assert not any(PASSWORD in a for a in revert_argv)
+    # conveyor's normal engine bootstrap: a JSON header (command "revert", the versions,
+    # the URL that never is in argv), then the engine's zip
+    head, _, rest = revert_in.partition(b"\n")
+    header = json.loads(head)
+    assert header["command"] == "revert" and header["versions"] == ["20260201000001"]
+    assert header["database_url"] == f"postgresql://notes:{PASSWORD}@notes-prod-db:5432/notes"
+    assert rest == engine.engine_zip() and header["zip"] == len(rest)
     assert dep.record.kind == "rollback"
-    assert dep.values["migrations_reverted"] == ["2026-02-01-000001_add_color"]
+    assert dep.state.migrations_reverted == ["2026-02-01-000001_add_color"]
+
+
+def test_the_engine_header_carries_the_versions_to_revert():
+    url = f"postgresql://notes:{PASSWORD}@notes-prod-db:5432/notes"
+    data = engine.engine_stdin("revert", url, "/app/migrations", lock_timeout=5.0,
+                               applied_by="alice", versions=("20260201000001", "20260101000001"))
+    head, _, rest = data.partition(b"\n")
+    assert json.loads(head) == {"command": "revert", "database_url": url,
+                                "migration_dir": "/app/migrations", "lock_timeout": 5.0,
+                                "applied_by": "alice", "zip": len(engine.engine_zip()),
+                                "versions": ["20260201000001", "20260101000001"]}
+    assert rest == engine.engine_zip()
+    # the driver ships in the zip, under the name the bootstrap imports
+    import zipfile
+
+    names = zipfile.ZipFile(io.BytesIO(rest)).namelist()
+    assert f"{engine.DRIVER_MODULE}.py" in names
+    assert f"import {engine.DRIVER_MODULE} as d" in engine.BOOTSTRAP
+    # without versions (run, status): no "versions" key
+    head = engine.engine_stdin("run", url, "/m", lock_timeout=1.0, applied_by="a").split(b"\n")[0]
+    assert "versions" not in json.loads(head)
+
+
+class FakeMigrator:
+    """conveyor.migrations.Migrator as the driver uses it: status().applied, revert(n)."""
+
+    applied: ClassVar[list[str]] = ["20260101000001", "20260201000001",
+                                    "20260301000001"]  # oldest first
+    reverted: ClassVar[list[int]] = []
+
+    def __init__(self, url, directory, *, lock_timeout, applied_by, on_event):
+        self.on_event = on_event
+
+    def status(self):
+        step = type("A", (), {})
+        rows = []
+        for v in self.applied:
+            a = step()
+            a.version = v
+            rows.append(a)
+        return type("S", (), {"applied": rows})()
+
+    def revert(self, n=1, *, all=False):
+        FakeMigrator.reverted.append(n)
+        gone = list(reversed(self.applied))[:n]
+        return type("R", (), {"to_dict": lambda self: {"applied": [], "reverted": [
+            {"version": v, "name": v, "direction": "down"} for v in gone]}})()
+
+
+def run_driver(monkeypatch, capsys, header):
+    import conveyor.migrations
+
+    FakeMigrator.reverted = []
+    monkeypatch.setattr(conveyor.migrations, "Migrator", FakeMigrator)
+    rc = migrate_driver.main({"database_url": "postgresql://x", "migration_dir": "/m", **header})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith(migrate_driver.RESULT_MARK)
+    return rc, json.loads(lines[-1][len(migrate_driver.RESULT_MARK):])
+
+
+def test_the_driver_reverts_exactly_the_given_newest_versions(monkeypatch, capsys):
+    rc, out = run_driver(monkeypatch, capsys, {"command": "revert",
+                                               "versions": ["20260301000001", "20260201000001"]})
+    assert rc == 0 and FakeMigrator.reverted == [2]
+    assert out == {"ok": True, "applied": [], "reverted": [
+        {"version": "20260301000001", "name": "20260301000001", "direction": "down"},
+        {"version": "20260201000001", "name": "20260201000001", "direction": "down"}]}
+
+
+def test_the_driver_reverts_nothing_when_the_versions_are_not_the_newest(monkeypatch, capsys):
+    rc, out = run_driver(monkeypatch, capsys, {"command": "revert",
+                                               "versions": ["20260201000001"]})
+    assert rc == 1 and FakeMigrator.reverted == []
+    assert out["ok"] is False and out["error"] == "NotNewest"
+    assert "nothing was reverted" in out["message"]
+    # the right ones in the wrong order are not the newest either
+    rc, out = run_driver(monkeypatch, capsys, {"command": "revert",
+                                               "versions": ["20260201000001", "20260301000001"]})
+    assert rc == 1 and FakeMigrator.reverted == [] and out["error"] == "NotNewest"
 
 
 def test_rollback_without_migrations_leaves_them_and_says_so(tmp_path, app_server):
     port, app = app_server
     host = host_for(app, files=V1, applied=APPLIED_V2)
     cfg = make_config(tmp_path, port)
-    remote = rs.Remote(cfg, "prod", transport_factory=lambda r: host)
-    target = rs.ImageRef.parse("127.0.0.1:5000/notes@sha256:" + "00" * 32)
-    dep = prod.rollback_plans(remote, target, prod.ProdOptions(project_dir=tmp_path),
-                              deployment_id=DID)
+    remote = Remote(cfg, "prod", transport_factory=lambda r: host)
+    target = ImageRef.parse("127.0.0.1:5000/notes@sha256:" + "00" * 32)
+    dep = rollback_plans(remote, target, ProdOptions(project_dir=tmp_path),
+                         deployment_id=DID)
     assert "revert" not in [s.name for s in dep.main.steps]
-    result = prod.run_prod(dep, lambda e: None)
+    result = run_deployment(dep, lambda e: None)
     assert result.ok, result.error
     plan_out = next(s for s in dep.record.steps if s["name"] == "plan")["output"]
     assert any("stay applied: 20260201000001" in line for line in plan_out)
 
 
 def test_errors_have_distinct_exit_codes():
-    codes = {c.exit_code for c in (prod.ValidationFailed, prod.NotPromotable, prod.LintBlocked,
-                                   prod.NoRollbackTarget, bk.BackupFailed, bk.RestoreFailed,
-                                   rs.RemoteMigrationFailed, rs.HealthCheckFailed, rs.LockHeld)}
-    assert len(codes) == 9
-    assert issubclass(prod.ValidationFailed, ConveyorError)
+    codes = {c: c.exit_code for c in (ValidationFailed, NotPromotable, LintBlocked,
+                                      NoRollbackTarget, BackupFailed, RestoreFailed,
+                                      MigrationStepFailed, HealthCheckFailed, LockHeld,
+                                      DatabaseAhead)}
+    assert len(set(codes.values())) == 10
+    assert {c.__name__: code for c, code in codes.items()} == {
+        "ValidationFailed": 10, "NotPromotable": 11, "LintBlocked": 12, "BackupFailed": 13,
+        "RestoreFailed": 14, "NoRollbackTarget": 15, "MigrationStepFailed": 8,
+        "HealthCheckFailed": 9, "LockHeld": 18, "DatabaseAhead": 16}
+    assert all(issubclass(c, ConveyorError) for c in codes)
