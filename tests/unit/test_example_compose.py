@@ -35,6 +35,7 @@ def run_check_jsonschema(path: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
 
 
@@ -70,7 +71,8 @@ def _compose_command() -> list[str]:
     if shutil.which("docker-compose"):
         return ["docker-compose"]
     if shutil.which("docker"):
-        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=60)
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=60,
+                               check=False)
         if probe.returncode == 0:
             return ["docker", "compose"]
     pytest.fail("neither docker-compose (v1) nor `docker compose` (v2) is installed (scripts/setup)")
@@ -86,7 +88,8 @@ def test_compose_file_is_accepted_by_installed_compose(tmp_path: Path) -> None:
         "NOTES_DB_PORT": "15123",
     }
     cmd = _compose_command() + ["-f", str(COMPOSE_FILE), "-p", "notesconfigcheck", "config"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+                            check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "127.0.0.1:18123:8000" in out
@@ -96,7 +99,7 @@ def test_compose_file_is_accepted_by_installed_compose(tmp_path: Path) -> None:
 
 
 def test_compose_publishes_ports_on_loopback_only() -> None:
-    ports = re.findall(r'^\s*- "([^"]+)"\s*$', COMPOSE_FILE.read_text(), flags=re.M)
+    ports = re.findall(r'^\s*- "([^"]+)"\s*$', COMPOSE_FILE.read_text(), flags=re.MULTILINE)
     published = [p for p in ports if p.count(":") >= 2]
     assert len(published) == 2, ports
     assert all(p.startswith("127.0.0.1:") for p in published), published
@@ -168,7 +171,7 @@ def test_dockerfile_essentials() -> None:
     assert lines[0] == "ARG BASE_IMAGE=python:3.12-slim"
     assert lines[1] == "FROM ${BASE_IMAGE}"
     assert "python3 -m venv /opt/venv" in text
-    assert re.search(r"^ENV .*PATH=/opt/venv/bin:", text, flags=re.M | re.S)
+    assert re.search(r"^ENV .*PATH=/opt/venv/bin:", text, flags=re.MULTILINE | re.DOTALL)
     assert "COPY migrations /app/migrations" in text
     user = next(ln for ln in lines if ln.startswith("USER "))
     assert user.split()[1].split(":")[0] not in ("root", "0")

@@ -1,4 +1,5 @@
-"""Compose argv builders and the parsers of Compose's output (local stage)."""
+"""commands/compose.py: Compose argv builders (whole argv compared) and the parsers of
+Compose's output."""
 
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ def test_up_argv_v1_and_v2():
 def test_down_keeps_volumes_unless_asked():
     assert c.down(V1, "p", FILES) == (
         "/usr/bin/docker-compose", "--project-name", "p", "--file", "/p/docker-compose.yml", "down")
-    assert c.down(V1, "p", FILES, volumes=True)[-2:] == ("down", "--volumes")
+    assert c.down(V1, "p", FILES, volumes=True) == (
+        "/usr/bin/docker-compose", "--project-name", "p", "--file", "/p/docker-compose.yml", "down",
+        "--volumes")
 
 
 def test_logs_argv():
@@ -49,8 +52,12 @@ def test_logs_argv():
 
 
 def test_config_argv_asks_v2_for_json():
-    assert c.config(c.V2, "p", FILES)[-3:] == ("config", "--format", "json")
-    assert c.config(V1, "p", FILES)[-1] == "config"
+    assert c.config(c.V2, "p", FILES) == (
+        "docker", "compose", "--project-name", "p", "--file", "/p/docker-compose.yml", "config",
+        "--format", "json")
+    assert c.config(V1, "p", FILES) == (
+        "/usr/bin/docker-compose", "--project-name", "p", "--file", "/p/docker-compose.yml",
+        "config")
 
 
 def test_project_containers_filters_by_compose_label():
@@ -99,8 +106,8 @@ def test_parse_config_images_v2_json():
 
 @pytest.mark.parametrize("output, changed", [
     ("cvx_db_1 is up-to-date\ncvx_app_1 is up-to-date\n", []),
-    ('Creating network "cvx_default" with the default driver\nCreating volume "cvx_pgdata"\n'
-     "Creating cvx_db_1 ... \nCreating cvx_db_1 ... done\nCreating cvx_app_1 ... done\n",
+    (('Creating network "cvx_default" with the default driver\nCreating volume "cvx_pgdata"\n'
+     "Creating cvx_db_1 ... \nCreating cvx_db_1 ... done\nCreating cvx_app_1 ... done\n"),
      ["cvx_db_1", "cvx_app_1"]),
     ("cvx_db_1 is up-to-date\nRecreating cvx_app_1 ... done\n", ["cvx_app_1"]),
     (" Network cvx_default  Created\n Container cvx-db-1  Started\n Container cvx-app-1  Running\n",
