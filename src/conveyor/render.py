@@ -27,7 +27,7 @@ class Renderer:
             self._console = Console(file=self._stream, highlight=False, soft_wrap=True, emoji=False)
         return self._console
 
-    # events from conveyor.pipeline ------------------------------------------------------
+    # events from conveyor.plan ----------------------------------------------------------
     def __call__(self, event: dict[str, Any]) -> None:
         event = self.redact(event)
         if self.json_mode:

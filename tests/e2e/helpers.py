@@ -75,7 +75,7 @@ class Vm:
 
     def docker(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
         p = subprocess.run(["docker", *argv], capture_output=True, text=True, env=self.env,
-                           timeout=120)
+                           timeout=120, check=False)
         if check:
             assert p.returncode == 0, f"docker {' '.join(argv)} on the {self.name} VM: {p.stderr}"
         return p
@@ -151,7 +151,7 @@ class Project:
 
     def run(self, *args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
         return subprocess.run(self.argv(*args), capture_output=True, text=True, env=self.env,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+                              timeout=timeout, stdin=subprocess.DEVNULL, check=False)
 
     def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
         p = self.run(*args, **kw)
@@ -240,7 +240,7 @@ class Project:
         main = main_docker_env()
         tags = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
                                f"{self.registry}/{self.app}"], capture_output=True, text=True,
-                              env=main, timeout=60).stdout.split()
+                              env=main, timeout=60, check=False).stdout.split()
         if tags:
             subprocess.run(["docker", "rmi", "--force", *tags], capture_output=True, env=main,
-                           timeout=120)
+                           timeout=120, check=False)

@@ -42,7 +42,7 @@ def git(cwd: Path, *args: str) -> str:
            "GIT_AUTHOR_EMAIL": "ci-e2e@example.invalid", "GIT_COMMITTER_NAME": "ci-e2e",
            "GIT_COMMITTER_EMAIL": "ci-e2e@example.invalid"}
     r = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                       timeout=60)
+                       timeout=60, check=False)
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()
 
@@ -80,9 +80,9 @@ def app(bed):
                   f"docker image ls -q {bed['CONVEYOR_REGISTRY']}/{name} | sort -u | "
                   f"xargs -r docker image rm -f >/dev/null 2>&1; "
                   f"rm -rf /var/lib/conveyor/{name}; true")
-        subprocess.run(ssh_argv(vm, "sh", "-c", script), capture_output=True, timeout=120)
-    subprocess.run(["sh", "-c", f"docker image ls -q --filter label=conveyor.app={name} | "
-                    "xargs -r docker image rm -f"], capture_output=True, timeout=120)
+        subprocess.run(ssh_argv(vm, "sh", "-c", script), capture_output=True, timeout=120, check=False)
+    subprocess.run(["sh", "-c", (f"docker image ls -q --filter label=conveyor.app={name} | "
+                    "xargs -r docker image rm -f")], capture_output=True, timeout=120, check=False)
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ def run_conveyor(repo: Path, bed: dict, app: dict, command: str, *args: str,
     assert uv, "uv is not on PATH"
     return subprocess.run([uv, "run", "--project", str(ROOT), "conveyor", command, "-C",
                            str(repo), *args], cwd=repo.parent, env=env, capture_output=True,
-                          text=True, timeout=900, stdin=subprocess.DEVNULL)
+                          text=True, timeout=900, stdin=subprocess.DEVNULL, check=False)
 
 
 def run_ci(repo: Path, bed: dict, app: dict, *args: str, extra_env: dict | None = None):
@@ -137,7 +137,7 @@ def run_ci(repo: Path, bed: dict, app: dict, *args: str, extra_env: dict | None 
 
 def vm_container(vm: str, name: str) -> dict:
     r = subprocess.run(ssh_argv(vm, "docker", "container", "inspect", name),
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)[0]
 

@@ -37,7 +37,6 @@ from tests.testbed import (
     OWNER_LABEL,
     TEST_LABEL,
     main_docker_env,
-    ssh_argv,
     testbed_env,
     vm_docker_env,
 )
@@ -80,7 +79,7 @@ class Env:
             ) -> subprocess.CompletedProcess:
         return subprocess.run(self.argv(*args), capture_output=True, text=True,
                               env={**self.env, **(env or {})}, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, check=False)
 
     def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
         p = self.run(*args, **kw)
@@ -116,7 +115,7 @@ class Env:
     # the dev VM (its own engine, reached for the assertions through the test bed)
     def vm(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
         p = subprocess.run(["docker", *argv], capture_output=True, text=True, env=self.vm_env,
-                           timeout=120)
+                           timeout=120, check=False)
         if check:
             assert p.returncode == 0, f"docker {' '.join(argv)} on the dev VM: {p.stderr}"
         return p
@@ -127,7 +126,7 @@ class Env:
         return [line for line in out.splitlines() if line]
 
     def app_label(self, label: str) -> str:
-        return self.vm("inspect", "--format", '{{index .Config.Labels "%s"}}' % label,
+        return self.vm("inspect", "--format", f'{{{{index .Config.Labels "{label}"}}}}',
                        f"{APP}-dev-app").stdout.strip()
 
     def cleanup_vm(self) -> None:
@@ -207,7 +206,7 @@ class Lines:
         return rc, self.seen, self.proc.stderr.read() if self.proc.stderr else ""
 
 
-def results_of(dev: "Env") -> dict[str, str]:
+def results_of(dev: Env) -> dict[str, str]:
     return {e["id"]: e["result"] for e in json.loads(dev.ok("history", "dev", "--json").stdout)}
 
 
@@ -247,9 +246,9 @@ def dev(testbed, tmp_path_factory):
     main = main_docker_env()
     tags = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
                            f"{testbed_env()['CONVEYOR_REGISTRY']}/{APP}"], capture_output=True,
-                          text=True, env=main, timeout=60).stdout.split()
+                          text=True, env=main, timeout=60, check=False).stdout.split()
     if tags:
-        subprocess.run(["docker", "rmi", *tags], capture_output=True, env=main, timeout=120)
+        subprocess.run(["docker", "rmi", *tags], capture_output=True, env=main, timeout=120, check=False)
 
 
 # --------------------------------------------------------------------------- the first deploy
@@ -261,7 +260,7 @@ def test_build_push_setup_deploy(dev, tmp_path):
     assert built["image"].endswith(f"/{APP}:{head[:12]}")
     image = dev.result(dev.ok("push", "--json"))["image"]
     dev.images.append(image)
-    repo, digest = image.split("@")
+    _repo, digest = image.split("@")
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest)
     recorded = json.loads((dev.dir / ".conveyor" / "images.json").read_text())["pushed"][-1]
     assert recorded["digest"] == digest and recorded["commit"] == head
@@ -284,7 +283,7 @@ def test_build_push_setup_deploy(dev, tmp_path):
     assert dev.vm("port", f"{APP}-dev-app").stdout.strip() == f"8000/tcp -> {dev.address}:{dev.port}"
     # ... and the main engine runs nothing of it
     main_ps = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"label=conveyor.app={APP}"],
-                             capture_output=True, text=True, env=main_docker_env(), timeout=60)
+                             capture_output=True, text=True, env=main_docker_env(), timeout=60, check=False)
     assert main_ps.returncode == 0 and main_ps.stdout.strip() == ""
 
     # the app answers on the dev VM's address, the dev database migrated

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from typing import ClassVar
 
 import pytest
 
@@ -45,7 +46,7 @@ async def health(request: Request) -> JSONResponse:
 class State:
     """What the tests learn along the way."""
 
-    images: dict[str, str] = {}
+    images: ClassVar[dict[str, str]] = {}
     promote_v1: str = ""
     app_id: str = ""
 

@@ -59,7 +59,7 @@ class PgServer:
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/{dbname}"
 
-    def start(self, timeout: float = 30.0) -> "PgServer":
+    def start(self, timeout: float = 30.0) -> PgServer:
         bindir = pg_bin()
         if os.geteuid() == 0:
             shutil.chown(self.datadir.parent, "postgres")
@@ -74,7 +74,7 @@ class PgServer:
                           "--no-sync", "--locale=C.UTF-8"]),
             check=True, capture_output=True,
         )
-        log = open(self.datadir.parent / "postgres.log", "wb")
+        log = open(self.datadir.parent / "postgres.log", "wb")  # noqa: SIM115 - the child keeps it
         # the postmaster is our direct child (user= instead of runuser, which would swallow
         # the SIGINT of stop() and leave the server running)
         self.proc = subprocess.Popen(
@@ -90,7 +90,7 @@ class PgServer:
         deadline = time.monotonic() + timeout
         while True:
             r = subprocess.run([str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port),
-                                "-q", "-t", "1"])
+                                "-q", "-t", "1"], check=False)
             if r.returncode == 0:
                 return self
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -1,7 +1,7 @@
 """The README's two set-up commands stay true: CI runs the README's test command verbatim."""
 
-from pathlib import Path
 import re
+from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,10 +1,6 @@
-"""`conveyor build` and `conveyor push`: build once, push, remember the digest: the image a
-deployment pins.
-
-`conveyor build` tags the image `<registry>/<image>:<commit12>[-dirty]` and labels it with the
-revision; `conveyor push` pushes that tag and records the digest the registry returned in the
-project's `.conveyor/images.json`, where `conveyor deploy` finds it for the current revision.
-"""
+"""`conveyor build` tags the image `<registry>/<image>:<commit12>[-dirty]`, labelled with the
+revision; `conveyor push` pushes it and records the registry's digest in `.conveyor/images.json`,
+where `conveyor deploy` finds it for the current revision: built once, the digest pinned."""
 
 from __future__ import annotations
 

@@ -1,1 +1,0 @@
-"""Stages as plans: local (compose), dev and prod (remote hosts)."""
