@@ -254,7 +254,7 @@ def test_a_failing_test_fails_the_job_and_the_summary_names_it(repo, bed, app, t
 def test_promote_is_refused_on_a_feature_branch(repo, bed, app, tmp_path):
     summary = tmp_path / "summary.md"
     r = run_ci(repo, bed, app, "--promote", "--summary", str(summary))
-    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.returncode == 25, r.stdout + r.stderr  # CiRefused
     assert "--promote is only for the default branch (main)" in r.stderr
     assert "feature/ci-e2e" in r.stderr
     assert not (repo / ".conveyor").exists(), "something was built"
