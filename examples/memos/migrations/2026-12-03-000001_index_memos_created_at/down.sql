@@ -1,0 +1,1 @@
+DROP INDEX memos_created_at_idx;
