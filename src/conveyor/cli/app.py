@@ -62,8 +62,12 @@ def config_check(
     project_dir: ProjectDir = Path("."),
     env: EnvOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    allow_unset: Annotated[bool, typer.Option(
+        "--allow-unset", help="With --env: do not fail on secrets that are not set (check the "
+        "file's syntax only).")] = False,
 ) -> None:
-    """Validate conveyor.toml and print the resolved configuration, secrets masked."""
+    """Validate conveyor.toml and print the resolved configuration, secrets masked. With --env,
+    every secret the environment needs must be set (exit 2 otherwise)."""
     from conveyor.config import load_config
 
     cfg = load_config(project_dir)
@@ -71,14 +75,23 @@ def config_check(
     if env:
         cfg.environment(env)
     data = cfg.masked(names)
+    unset = cfg.unset_secrets(names)
+    data["unset_secrets"] = [{"key": u.key, "source": u.source, "reason": u.reason}
+                             for u in unset]
     if as_json:
         typer.echo(json.dumps(data, indent=2))
+    if env and not allow_unset:
+        cfg.check_secrets(env)
+    if as_json:
         return
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console()
-    console.print(f"[green]ok[/green] {data['file']} is valid; resolved (secrets masked):")
+    console.print(f"[green]ok[/green] {escape(data['file'])} is valid; resolved (secrets masked):")
     console.print_json(data=data)
+    for u in unset:
+        console.print(f"[yellow]not set:[/yellow] {escape(str(u))}", soft_wrap=True)
 
 
 @app.command(

@@ -16,7 +16,8 @@ Secrets are never literal: a key that holds a secret takes `{ env = "VAR" }` or
     app           [app] (+ HealthCheck), [migrations], [registry]
     database      ComposeDatabase, ContainerDatabase, UrlDatabase (`kind = ...`)
     environment   [environments.NAME] (+ HttpCheck, BackupConfig)
-    project       Config: the loaded file, names and URLs derived from it
+    project       Config: the loaded file, names and URLs derived from it, unset secrets
+    values        the stricter value types (no bool as a number, finite seconds, names, URLs)
     interpolate   ${VAR} interpolation
     validation    pydantic errors as one ConfigError naming each key
     loading       find_config, load_config
@@ -26,7 +27,7 @@ from conveyor.config.app import AppConfig, HealthCheck, MigrationsConfig, Regist
 from conveyor.config.database import ComposeDatabase, ContainerDatabase, Database, UrlDatabase
 from conveyor.config.environment import BackupConfig, EnvironmentConfig, HttpCheck
 from conveyor.config.loading import CONFIG_FILE, find_config, load_config
-from conveyor.config.project import Config, RootConfig
+from conveyor.config.project import Config, RootConfig, UnsetSecret
 from conveyor.config.secret import Model, SecretField, SecretRef
 from conveyor.errors import ConfigError
 
@@ -48,6 +49,7 @@ __all__ = [
     "RootConfig",
     "SecretField",
     "SecretRef",
+    "UnsetSecret",
     "UrlDatabase",
     "find_config",
     "load_config",

@@ -7,33 +7,43 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from conveyor.config.secret import Model, SecretRef, reject_literal_secret, reject_literal_secrets
+from conveyor.config.values import (
+    EnvTable,
+    EnvVarName,
+    ImageRepository,
+    Int,
+    Port,
+    RegistryAddress,
+    Seconds,
+    echo,
+)
 
 
 class HealthCheck(Model):
     path: str = "/health"
-    timeout: float = Field(default=60.0, gt=0, description="seconds to wait for health")
-    interval: float = Field(default=0.25, gt=0)
-    expect_status: int = 200
+    timeout: Seconds = Field(default=60.0, description="seconds to wait for health")
+    interval: Seconds = 0.25
+    expect_status: Int = Field(default=200, ge=100, le=599)
 
     @field_validator("path")
     @classmethod
     def _path(cls, v: str) -> str:
         if not v.startswith("/"):
-            raise ValueError(f"expected a URL path starting with '/', found {v!r}")
+            raise ValueError(f"expected a URL path starting with '/', found {echo(v)}")
         return v
 
 
 class AppConfig(Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
-    image: str = Field(description="image repository, without registry or tag")
+    image: ImageRepository = Field(description="image repository, without registry or tag")
     dockerfile: str = "Dockerfile"
     context: str = "."
-    port: int = Field(ge=1, le=65535, description="port the app listens on in its container")
-    build_args: dict[str, str] = Field(default={})
+    port: Port = Field(description="port the app listens on in its container")
+    build_args: dict[EnvVarName, str] = Field(default={})
     health: HealthCheck = HealthCheck()
-    env: dict[str, str] = Field(default={})
-    secrets: dict[str, SecretRef] = Field(default={})
-    stop_timeout: int = Field(default=10, ge=0)
+    env: EnvTable = Field(default={})
+    secrets: dict[EnvVarName, SecretRef] = Field(default={})
+    stop_timeout: Int = Field(default=10, ge=0)
 
     @field_validator("secrets", mode="before")
     @classmethod
@@ -48,13 +58,13 @@ class MigrationsConfig(Model):
         description="argv that runs the migrations inside a temporary container of the app "
         "image; empty = conveyor's built-in engine",
     )
-    lock_timeout: float = Field(default=60.0, gt=0)
+    lock_timeout: Seconds = 60.0
     container_dir: str = Field(default="/app/migrations",
                                description="where the image holds the migrations")
 
 
 class RegistryConfig(Model):
-    address: str
+    address: RegistryAddress
     username: SecretRef | None = None
     password: SecretRef | None = None
 

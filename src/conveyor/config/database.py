@@ -7,11 +7,12 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from conveyor.config.secret import Model, SecretRef, reject_literal_secret
+from conveyor.config.values import Address, NonEmpty, Port
 
 
 class _DatabaseBase(Model):
-    name: str = "app"
-    user: str = "app"
+    name: NonEmpty = "app"
+    user: NonEmpty = "app"
     password: SecretRef | None = None
 
     @field_validator("password", mode="before")
@@ -24,16 +25,16 @@ class ComposeDatabase(_DatabaseBase):
     """The database is a service of the project's compose file (local stage)."""
 
     kind: Literal["compose"]
-    service: str = "db"
-    host: str = "127.0.0.1"
-    port: int = Field(default=5432, ge=1, le=65535, description="port published on the host")
+    service: NonEmpty = "db"
+    host: Address = "127.0.0.1"
+    port: Port = Field(default=5432, description="port published on the host")
 
 
 class ContainerDatabase(_DatabaseBase):
     """A Postgres container managed by conveyor on the environment's host."""
 
     kind: Literal["container"]
-    image: str = "postgres:15"
+    image: NonEmpty = "postgres:15"
     container: str | None = None
     volume: str | None = None
     network: str | None = None

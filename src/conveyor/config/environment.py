@@ -11,6 +11,17 @@ from pydantic import Field, field_validator, model_validator
 from conveyor.config.app import AppConfig
 from conveyor.config.database import Database
 from conveyor.config.secret import Model, SecretRef, reject_literal_secrets
+from conveyor.config.values import (
+    Address,
+    EnvTable,
+    EnvVarName,
+    HttpUrl,
+    Int,
+    NonEmpty,
+    Port,
+    Seconds,
+    echo,
+)
 
 HOST = re.compile(
     r"^(?:(?P<user>[A-Za-z_][A-Za-z0-9_.-]*)@)?(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
@@ -20,23 +31,22 @@ HOST = re.compile(
 
 class HttpCheck(Model):
     path: str
-    status: int = 200
+    status: Int = Field(default=200, ge=100, le=599)
     contains: str | None = None
 
 
 class BackupConfig(Model):
     dir: str = "/var/lib/conveyor/backups"
-    keep: int = Field(default=10, ge=1)
+    keep: Int = Field(default=10, ge=1)
 
 
 class EnvironmentConfig(Model):
     host: str | None = Field(default=None, description="SSH target user@host[:port]")
     known_hosts: str | None = None
     ssh_key: str | None = None
-    address: str = "127.0.0.1"
-    port: int | None = Field(default=None, ge=1, le=65535,
-                             description="host port the app is published on")
-    url: str | None = None
+    address: Address = "127.0.0.1"
+    port: Port | None = Field(default=None, description="host port the app is published on")
+    url: HttpUrl | None = None
     compose_file: str | None = None
     compose_project: str | None = Field(
         default=None, pattern=r"^[a-z0-9][a-z0-9_-]*$",
@@ -47,11 +57,11 @@ class EnvironmentConfig(Model):
     test_command: list[str] = Field(default=[])
     validate_command: list[str] = Field(default=[])
     checks: list[HttpCheck] = Field(default=[])
-    env: dict[str, str] = Field(default={})
-    secrets: dict[str, SecretRef] = Field(default={})
+    env: EnvTable = Field(default={})
+    secrets: dict[EnvVarName, SecretRef] = Field(default={})
     database: Database
     backup: BackupConfig = BackupConfig()
-    promote_from: str | None = None
+    promote_from: NonEmpty | None = None
     state_dir: str = Field(
         default="/var/lib/conveyor",
         description="directory on the host for conveyor's lock, env files and deployment "
@@ -63,8 +73,7 @@ class EnvironmentConfig(Model):
     restart: str = Field(default="unless-stopped",
                          pattern=r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$",
                          description="restart policy of the app container")
-    test_timeout: float = Field(default=600.0, gt=0,
-                                description="seconds the test command may run")
+    test_timeout: Seconds = Field(default=600.0, description="seconds the test command may run")
 
     @field_validator("secrets", mode="before")
     @classmethod
@@ -79,14 +88,14 @@ class EnvironmentConfig(Model):
         m = HOST.match(v)
         if not m or (m.group("port") and not 0 < int(m.group("port")) < 65536):
             raise ValueError("HOST: expected user@host[:port] (e.g. deploy@10.0.0.5:22), "
-                             f"found {v!r}")
+                             f"found {echo(v)}")
         return v
 
     @field_validator("state_dir")
     @classmethod
     def _state_dir(cls, v: str) -> str:
         if not v.startswith("/") or ".." in v.split("/"):
-            raise ValueError(f"expected an absolute path on the host, found {v!r}")
+            raise ValueError(f"expected an absolute path on the host, found {echo(v)}")
         return v.rstrip("/") or "/"
 
     @model_validator(mode="after")
@@ -112,4 +121,5 @@ class EnvironmentConfig(Model):
     def app_url(self, app: AppConfig) -> str:
         if self.url:
             return self.url.rstrip("/")
-        return f"http://{self.address}:{self.port or app.port}"
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"http://{host}:{self.port or app.port}"

@@ -7,9 +7,12 @@ import os
 import re
 from typing import Any
 
+from conveyor.config.values import echo
 from conveyor.errors import ConfigError
 
 VAR = re.compile(r"\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
+# what `$` may start: `$$`, a reference, or (an error) a `${` that is no reference
+_DOLLAR = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|(\{))")
 
 
 def unset_vars(value: Any) -> list[str]:
@@ -36,6 +39,19 @@ def interpolate(value: Any, key: str, file: str) -> Any:
         return [interpolate(v, f"{key}[{i}]", file) for i, v in enumerate(value)]
     if not isinstance(value, str) or "$" not in value:
         return value
+    for m in _DOLLAR.finditer(value):
+        if m.group(3) is not None:
+            rest = value[m.end():]
+            if "}" not in rest:
+                problem = f"a `${{` at character {m.start() + 1} is never closed"
+            else:
+                problem = (f"{echo(value[m.start():m.end() + rest.index('}') + 1], 60)} is not "
+                           "a variable reference")
+            raise ConfigError(
+                f"{problem} (in {echo(value)})", file=file, key=key,
+                hint="write ${NAME} or ${NAME:-default} (NAME: letters, digits and _), or $$ "
+                "for a literal $",
+            )
 
     def sub(m: re.Match[str]) -> str:
         if m.group(1) == "$":

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from conveyor.config.values import EnvVarName, NonEmpty, OneLine
 from conveyor.errors import ConfigError
 
 
@@ -24,9 +25,9 @@ class Model(BaseModel):
 class SecretRef(Model):
     """A reference to a secret: an environment variable or a file, never the value itself."""
 
-    env: str | None = None
-    file: str | None = None
-    default: str | None = Field(
+    env: EnvVarName | None = None
+    file: NonEmpty | None = None
+    default: OneLine | None = Field(
         default=None,
         description="Fallback for an unset variable; meant for local development only.",
     )
@@ -46,6 +47,27 @@ class SecretRef(Model):
             return f"env:{self.env} ({state})"
         return f"file:{self.file}"
 
+    @property
+    def source(self) -> str:
+        """What the reference names: `env:VAR` or `file:PATH` (never a value)."""
+        return f"env:{self.env}" if self.env is not None else f"file:{self.file}"
+
+    def path(self, root: Path) -> Path:
+        """The file of a `file` reference, `~` expanded, relative to `root`."""
+        path = Path(os.path.expanduser(self.file or ""))
+        return path if path.is_absolute() else root / path
+
+    def unset_reason(self, root: Path) -> str | None:
+        """Why the secret cannot be resolved now (None when it can): its variable is not set
+        (and it has no default), or its file cannot be read."""
+        if self.env is not None:
+            if self.env in os.environ or self.default is not None:
+                return None
+            return "is not set"
+        if os.access(self.path(root), os.R_OK) and self.path(root).is_file():
+            return None
+        return "cannot be read" if self.path(root).exists() else "does not exist"
+
     def resolve(self, root: Path, key: str, config_file: str | None = None) -> str:
         if self.env is not None:
             value = os.environ.get(self.env)
@@ -58,9 +80,7 @@ class SecretRef(Model):
                     hint=f"export {self.env}=... (in CI: from the CI's secret store)",
                 )
             return value
-        path = Path(os.path.expanduser(self.file or ""))
-        if not path.is_absolute():
-            path = root / path
+        path = self.path(root)
         try:
             return path.read_text().strip()
         except OSError as exc:

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from conveyor.config.values import echo
 from conveyor.errors import ConfigError
 
 
@@ -32,6 +33,9 @@ def validation_error(exc: ValidationError, file: str,
     for err in exc.errors():
         loc: list[str] = []
         parts = [str(p) for p in (*prefix, *err["loc"])]
+        is_key = bool(parts) and parts[-1] == "[key]"
+        if is_key:  # a table's key (a variable name): the key path is the table's
+            parts = parts[:-2]
         for i, part in enumerate(parts):
             # pydantic inserts the union tag (database.url.port) or a validator's name
             if (i and parts[i - 1] == "database" and part in ("compose", "container", "url")) \
@@ -46,18 +50,25 @@ def validation_error(exc: ValidationError, file: str,
             text = "missing required key"
         elif typ == "extra_forbidden":
             text = "unknown key; check its spelling (see docs/config.md for the keys of this table)"
-        elif typ == "union_tag_invalid" or typ == "union_tag_not_found":
-            text = (f"found kind = {found.get('kind')!r}" if isinstance(found, dict) else
+        elif typ == "union_tag_not_found" or (
+                typ == "union_tag_invalid" and isinstance(found, dict) and "kind" not in found):
+            text = "missing key `kind`; expected kind = 'compose', 'container' or 'url'"
+        elif typ == "union_tag_invalid":
+            text = (f"found kind = {echo(found.get('kind'))}" if isinstance(found, dict) else
                     f"found {kind_of(found)}") + ", expected kind = 'compose', 'container' or 'url'"
         elif typ in _EXPECTED:
-            text = f"found {kind_of(found)} {found!r}, expected {_EXPECTED[typ]}"
+            text = f"found {kind_of(found)} {echo(found)}, expected {_EXPECTED[typ]}"
         else:
             msg = err["msg"].removeprefix("Value error, ")
             for tag in ("LITERAL_SECRET: ", "HOST: ", "KNOWN_HOSTS: "):
                 msg = msg.replace(tag, "")
-            text = msg if "found" in msg else f"{msg} (found {found!r})"
-            if isinstance(found, (dict, list)):
+            if "found" in msg or found is None or isinstance(found, (dict, list)):
                 text = msg
+            else:
+                text = f"{msg} (found {echo(found)})"
+        if is_key:
+            text = (text.replace("found ", "found the name ", 1) if "found " in text
+                    else f"the name {echo(found)}: {text}")
         msgs.append(f"key `{key}`: {text}" if key else text)
     message = "; ".join(msgs)
     return ConfigError(message, file=file, hint="see docs/config.md for every key")

@@ -135,9 +135,9 @@ def test_unset_variable_in_environment_is_deferred(tmp_path, monkeypatch):
 
 def test_interpolation_default_and_escape(tmp_path, monkeypatch):
     monkeypatch.delenv("SHOP_TAG", raising=False)
-    cfg = load_config(write(tmp_path, BASE.replace('image = "shop"',
-                                                   'image = "shop-${SHOP_TAG:-x}-$$HOME"')))
-    assert cfg.app.image == "shop-x-$HOME"
+    cfg = load_config(write(tmp_path, BASE.replace(
+        'image = "shop"', 'image = "shop"\ndockerfile = "shop-${SHOP_TAG:-x}-$$HOME"')))
+    assert cfg.app.dockerfile == "shop-x-$HOME"
 
 
 def test_missing_secret_variable_names_key(tmp_path, monkeypatch):
