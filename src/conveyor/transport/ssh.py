@@ -25,6 +25,9 @@ from conveyor.transport.process import run_process
 from conveyor.transport.session import Session, SessionBroken
 
 _UNREACHABLE_HINT = "check the environment's `host` and that sshd runs there"
+# seconds an idle master outlives its last client: a killed conveyor leaves no ssh process
+# behind for longer; close() ends it at once (`ssh -O exit`)
+CONTROL_PERSIST = 30
 
 
 @dataclass
@@ -35,6 +38,7 @@ class SshTarget:
     known_hosts: str | None = None
     identity: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    env_name: str | None = None  # the conveyor environment, named in hints (`hosts trust dev`)
 
     @property
     def display(self) -> str:
@@ -55,7 +59,7 @@ class SshTransport(Transport):
     and (by default) one remote shell session over it that runs the commands one by one."""
 
     def __init__(self, target: SshTarget, *, connect_timeout: float = 10.0,
-                 session: bool = True) -> None:
+                 session: bool = True, persist: int = CONTROL_PERSIST) -> None:
         if not target.known_hosts:
             raise ConveyorError(f"no known_hosts file configured for {target.display}",
                                 hint="set `known_hosts` for the environment; conveyor never "
@@ -67,7 +71,7 @@ class SshTransport(Transport):
         self._control = os.path.join(self._dir, "cm")
         self.connections_opened = 0
         self.commands_run = 0
-        self.persist = 600
+        self.persist = persist
         self.sessions_opened = 0
         self.use_session = session
         self._session: Session | None = None
@@ -209,8 +213,14 @@ class SshTransport(Transport):
         if self._session is not None:
             self._session.close()
             self._session = None
-        if self._master:
-            subprocess.run([*self.base_argv(), "-O", "exit", self.target.host],
-                           capture_output=True, check=False)
+        # the master is asked to exit whenever its socket exists (also one this object did not
+        # count as started, e.g. after a timeout); it exits at once, not after ControlPersist
+        if self._master or os.path.exists(self._control):
+            try:
+                subprocess.run([*self.base_argv(), "-O", "exit", self.target.host],
+                               capture_output=True, stdin=subprocess.DEVNULL,
+                               timeout=self.connect_timeout + 5, check=False)
+            except subprocess.TimeoutExpired:
+                pass
             self._master = False
         shutil.rmtree(self._dir, ignore_errors=True)

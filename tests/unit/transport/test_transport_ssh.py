@@ -90,3 +90,42 @@ def test_close_removes_the_control_directory(tmp_path):
     assert os.path.isdir(d)
     t.close()
     assert not os.path.exists(d)
+
+
+def test_the_host_key_hint_names_the_environment(tmp_path):
+    stderr = "No ED25519 host key is known for h.\nHost key verification failed.\n"
+    t = SshTransport(SshTarget(host="h", known_hosts=str(tmp_path / "kh"), env_name="dev"))
+    try:
+        err = t.connect_error(stderr)
+        assert isinstance(err, HostKeyError)
+        assert "`conveyor hosts trust dev`" in (err.hint or "")
+        assert "ENV" not in (err.hint or "")
+    finally:
+        t.close()
+    # without an environment (a bare target) the placeholder stays
+    t = SshTransport(SshTarget(host="h", known_hosts=str(tmp_path / "kh")))
+    try:
+        assert "`conveyor hosts trust ENV`" in (t.connect_error(stderr).hint or "")
+    finally:
+        t.close()
+
+
+def test_the_master_outlives_a_killed_run_only_briefly(transport, monkeypatch):
+    """ControlPersist is short (a killed conveyor leaves no master for ten minutes)."""
+    import subprocess
+
+    seen: list[list[str]] = []
+
+    def fake_run(argv, **kw):
+        seen.append(list(argv))
+        return subprocess.CompletedProcess(argv, 0, b"", b"")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    transport._ensure_master()
+    master = seen[0]
+    assert master[len(transport.base_argv()):] == [
+        "-o", "ControlMaster=yes", "-o", "ControlPersist=30", "-o", "ExitOnForwardFailure=yes",
+        "-N", "-f", "10.0.0.5"]
+    # close() asks the master to exit at once
+    transport.close()
+    assert seen[-1][-3:] == ["-O", "exit", "10.0.0.5"]
