@@ -138,7 +138,8 @@ class SshTransport(Transport):
             return HostKeyError(
                 f"refusing to connect to {t.display}: {what} {t.known_hosts}",
                 hint="if you expect the new key, check its fingerprint out of band, then trust "
-                "it deliberately: `conveyor hosts trust ENV` (shows the fingerprint and asks)",
+                f"it deliberately: `conveyor hosts trust {t.env_name or 'ENV'}` (shows the "
+                "fingerprint and asks)",
             )
         return HostUnreachable(f"cannot connect to {t.display}: {stderr.strip()[-500:]}",
                                hint=_UNREACHABLE_HINT)
