@@ -39,9 +39,13 @@ class Renderer:
         if kind == "step_started":
             c.print(f"[cyan]▶[/cyan] {event['step']} ...")
         elif kind == "step_finished":
-            notes = "; ".join(event.get("notes") or [])
-            c.print(f"[green]✓[/green] {event['step']} [dim]{event['duration']:.2f}s[/dim]"
-                    + (f"  {notes}" if notes else ""))
+            # a step can finish and report a failure (the tests ran and failed): no ✓ then
+            notes = event.get("notes") or []
+            failed = any(str(n).startswith("FAILED") for n in notes)
+            mark = "[bold red]✗[/bold red]" if failed else "[green]✓[/green]"
+            text = _escape("; ".join(str(n) for n in notes))
+            c.print(f"{mark} {_escape(str(event['step']))} [dim]{event['duration']:.2f}s[/dim]"
+                    + (f"  {'[red]' + text + '[/red]' if failed else text}" if text else ""))
         elif kind == "step_failed":
             c.print(f"[bold red]✗ {event['step']} failed[/bold red] "
                     f"[dim]{event['duration']:.2f}s[/dim]")
