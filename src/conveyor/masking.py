@@ -8,6 +8,10 @@ Two mechanisms, used together by :class:`Redactor` and on their own by :func:`ma
 * **known values** (:class:`Redactor`): every secret the caller registered (e.g. resolved from
   the config), replaced wherever it appears, longest first.
 
+Row data is not a secret of the same kind but stays out of output and records too:
+:func:`mask_row_data` hides the values PostgreSQL quotes in its DETAIL lines ("Failing row
+contains (...)", "Key (email)=(...) already exists").
+
 Standard library only, and ``re`` is imported on first use: ``conveyor.migrations`` imports this
 module on its start-up-critical path, and ships it (as ``conveyor/masking.py``) into containers
 that have nothing but the standard library.
@@ -34,7 +38,10 @@ def _patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
         _PATTERNS = (
             re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)",
                        re.IGNORECASE),
-            re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)",
+            # in a URL's query (after ? or &) the value ends at the next & or #; in a libpq
+            # key=value string at the next space (or the closing quote)
+            re.compile(r"(?P<head>[?&]password=)(?P<pw>[^&#\s]*)"
+                       r"|(?P<kvhead>\bpassword\s*=\s*)(?P<kvpw>'(?:[^'\\]|\\.)*'|\S+)",
                        re.IGNORECASE),
         )
     return _PATTERNS
@@ -54,7 +61,33 @@ def mask_secrets(text: str) -> str:
     if "://" not in text and "=" not in text:
         return text  # neither a URL nor a key=value string: nothing to mask
     _, kv = _patterns()
-    return kv.sub(lambda m: m["head"] + MASK, mask_url_passwords(text))
+    return kv.sub(lambda m: (m["head"] or m["kvhead"]) + MASK, mask_url_passwords(text))
+
+
+_ROW_PATTERNS: list[tuple[re.Pattern[str], str]] | None = None
+
+
+def mask_row_data(text: str) -> str:
+    """Hide row contents in PostgreSQL's messages: ``Failing row contains (1, bob@x.org).``
+    -> ``Failing row contains (***).``, ``Key (email)=(bob@x.org) already exists.`` ->
+    ``Key (email)=(***) already exists.`` (the column names stay: they are schema, not data)."""
+    global _ROW_PATTERNS
+    if "row contains" not in text and "Key (" not in text:
+        return text
+    if _ROW_PATTERNS is None:
+        import re
+
+        _ROW_PATTERNS = [
+            (re.compile(r"(?P<head>\b(?:Failing row|row) contains \().*?(?P<tail>\)\.?(?:$|\s))",
+                        re.DOTALL), r"\g<head>***\g<tail>"),
+            (re.compile(r"(?P<head>\bKey \((?:[^()]|\([^()]*\))*\)=\().*?"
+                        r"(?P<tail>\) (?:already exists|is not present|is still referenced|"
+                        r"conflicts with)|\)\.?(?:$|\s))", re.DOTALL),
+             r"\g<head>***\g<tail>"),
+        ]
+    for pattern, repl in _ROW_PATTERNS:
+        text = pattern.sub(repl, text)
+    return text
 
 
 class Redactor:

@@ -3,7 +3,8 @@ docs/diesel-compat.md): the version strings and table conveyor writes equal what
 for the same directories, and a database can go from Diesel's harness to conveyor and back.
 
 diesel_cli itself is not installed here (no crates.io access), so Diesel's harness is replayed
-with its exact statements over libpq's simple protocol (what `batch_execute` uses):
+with its exact statements over psycopg (the file over the simple protocol, as `batch_execute`;
+the version bound as a parameter, as Diesel's `insert_into`):
 `CREATE TABLE IF NOT EXISTS ...` (setup_migration_table.sql), then per migration `BEGIN`, the
 file as one query, `INSERT INTO __diesel_schema_migrations (version) VALUES (...)`, `COMMIT`
 (migration_harness.rs, run_migration); revert: `BEGIN`, down.sql, `DELETE ... WHERE version`,
@@ -15,7 +16,8 @@ import json
 
 import pytest
 
-from conveyor.migrations import pq
+import psycopg
+
 from conveyor.migrations.discovery import discover
 from tests.integration.test_migrations_common import (
     DIESEL_SETUP_SQL,
@@ -50,29 +52,30 @@ def diesel_pending(url: str, directory) -> list[str]:
 
 
 class DieselHarness:
-    """Diesel's harness statements, replayed over libpq's simple protocol."""
+    """Diesel's harness statements, replayed over psycopg (no parameters: the simple
+    protocol, which takes a file of many statements)."""
 
     def __init__(self, url: str):
-        self.conn = pq.connect(url)
+        self.conn = psycopg.connect(url, autocommit=True)
         self.conn.execute("SET TIME ZONE 'UTC'; SET CLIENT_ENCODING TO 'UTF8'")
 
     def applied(self) -> list[str]:
         self.conn.execute(DIESEL_SETUP_SQL)
-        return [r[0] for r in self.conn.query(
+        return [r[0] for r in self.conn.execute(
             "SELECT version FROM __diesel_schema_migrations ORDER BY version DESC")]
 
     def run(self, path) -> None:
         self.conn.execute("BEGIN")
         self.conn.execute((path / "up.sql").read_text())
-        self.conn.execute("INSERT INTO __diesel_schema_migrations (version) VALUES ("
-                          + pq.quote_literal(diesel_version(path.name)) + ")")
+        self.conn.execute("INSERT INTO __diesel_schema_migrations (version) VALUES (%s)",
+                          (diesel_version(path.name),))
         self.conn.execute("COMMIT")
 
     def revert(self, path) -> None:
         self.conn.execute("BEGIN")
         self.conn.execute((path / "down.sql").read_text())
-        self.conn.execute("DELETE FROM __diesel_schema_migrations WHERE version = "
-                          + pq.quote_literal(diesel_version(path.name)))
+        self.conn.execute("DELETE FROM __diesel_schema_migrations WHERE version = %s",
+                          (diesel_version(path.name),))
         self.conn.execute("COMMIT")
 
     def close(self):

@@ -18,7 +18,9 @@ def test_the_query_keeps_the_three_field_head_the_stages_read():
     assert "FULL JOIN __conveyor_migrations c ON c.version = d.version" in q.APPLIED_SQL
     assert q.APPLIED_SQL.endswith("ORDER BY 1")
     assert q.applied_sql() == q.APPLIED_SQL
-    assert q.APPLIED_SQL in q.applied_aggregate_sql()
+    # the engine's own query: the same rows, one column per field
+    assert q.APPLIED_SQL.split(" FROM ", 1)[1].removesuffix(" ORDER BY 1") == \
+        q.applied_columns_sql().split(" FROM ", 1)[1].removesuffix(" ORDER BY 4")
     assert "__conveyor_migrations" not in q.applied_sql(conveyor_table=False)
 
 
@@ -46,12 +48,9 @@ def test_any_doubt_gives_no_fingerprint():
     assert q.fingerprint_pairs(["5 5 ee"]) == [("5", "ee")]  # the head alone still reads
 
 
-def test_the_engine_reads_the_aggregate_from_the_tail():
-    value = "\x1e".join([
-        line("1 1 aa", "1", "2024-01-01T00:00:00.000000", "1_a", "", "2.0", "me@h", "conveyor"),
-        line("- 9 cc", "9", "", "9_z", "", "", "", "conveyor"),
-    ])
-    a, b = q.parse_applied_aggregate(value)
-    assert (a.version, a.in_diesel, a.checksum, a.duration_ms) == ("1", True, "aa", "2.0")
-    assert (b.version, b.in_diesel, b.checksum) == ("9", False, "cc")
-    assert q.parse_applied_aggregate(None) == []
+def test_a_row_of_columns_is_an_applied_line():
+    row = ("1", "1", "aa", "1", "2024-01-01T00:00:00.000000", "1_a", None, "2", "me@h",
+           "conveyor")
+    a = q.AppliedLine(*row)
+    assert (a.version, a.in_diesel, a.checksum, a.duration_ms) == ("1", True, "aa", "2")
+    assert not q.AppliedLine(None, "9", "cc", "9").in_diesel

@@ -7,9 +7,9 @@ loaded only when a database is used)::
     m = Migrator("postgresql://...", "migrations")
     m.status(); m.plan(); m.run(); m.revert(1); m.revert(all=True); m.redo(1)
 
-The package imports only the standard library, libpq (or psycopg) and ``conveyor.masking``
-(itself stdlib-only), so it can run inside the application's image with
-``python -m conveyor.migrations run ...`` (shipped there as a zip of these files).
+The package imports only the standard library, psycopg 3 and ``conveyor.masking``, so it runs
+with ``python -m conveyor.migrations run ...`` wherever psycopg is installed (conveyor's own
+process, or a container of conveyor's runner image).
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """``python -m conveyor.migrations run --database-url ... --migration-dir ...``
 
-Works wherever the ``conveyor.migrations`` package and libpq (or psycopg) are importable, e.g.
-in a temporary container of the application's image.
+Works wherever the ``conveyor.migrations`` package and psycopg 3 are importable.
 """
 
 import sys

@@ -1,32 +1,39 @@
 """``conveyor migrate ...`` (also ``python -m conveyor.migrations ...``).
 
-argparse, not Typer: this is the start-up-critical path (a no-op ``run`` must finish in well
-under 0.15 s including the interpreter), and it must run where only the standard library and
-libpq/psycopg exist (a temporary container of the application's image).
+argparse, not Typer: it must run where only the standard library and psycopg exist (a
+temporary container), and a no-op ``run`` stays quick (Typer, rich and pydantic are not
+imported; the config only when it is needed).
 
-Exit codes: 0 success; 1 a migration failed, the lock timed out, drift was refused, the
-database could not be reached, or a migration cannot be reverted; 2 usage, configuration or
-migration-directory errors; 130 interrupted.
+Exit codes (:data:`cli_args.EXIT_CODES`): 0 success; 1 a migration failed, the lock timed out,
+drift was refused, the database could not be reached, or a migration cannot be reverted; 2
+usage, configuration or migration-directory errors; 3 ``status``/``plan`` list blocking
+problems; 130 interrupted.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
-from conveyor.migrations.cli_args import COMMANDS, fast_parse, parser, subcommand
+from conveyor.migrations.cli_args import (
+    COMMANDS,
+    EXIT_BLOCKED,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    parser,
+    subcommand,
+)
 from conveyor.migrations.errors import MigrationError, UsageError, mask_secrets
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import argparse
-    from typing import Any
-
-    from conveyor.migrations.cli_args import FastArgs
     from conveyor.migrations.engine import Migrator
     from conveyor.migrations.records import Problem
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+__all__ = ["EXIT_BLOCKED", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
 
 
 def _opt(args, name, default=None):
@@ -37,7 +44,7 @@ def _opt(args, name, default=None):
 
 
 class _Context:
-    def __init__(self, args: argparse.Namespace | FastArgs) -> None:
+    def __init__(self, args: argparse.Namespace) -> None:
         #: the parsed command line (each command reads the options it defined)
         self.args: Any = args
         pd = _opt(args, "project_dir")
@@ -67,7 +74,7 @@ class _Context:
 
     def migrations_dir(self) -> str:
         """--migration-dir (relative to -C DIR when given), $MIGRATION_DIRECTORY, the config's,
-        else ./migrations. A string: pathlib is not imported on the start-up-critical path."""
+        else ./migrations."""
         d = _opt(self.args, "migration_dir") or os.environ.get("MIGRATION_DIRECTORY")
         if d:
             if os.path.isabs(d) or self.project_dir is None:
@@ -211,7 +218,7 @@ def _cmd_status(ctx: _Context, plan: bool = False) -> int:
                     "pending": data["pending"], "problems": data["problems"],
                     "run_would_refuse": data["run_would_refuse"]}
         _print_json(data)
-        return EXIT_OK
+        return EXIT_BLOCKED if status.blocking_problems else EXIT_OK
     if plan:
         if not status.pending:
             print("Nothing to apply: no pending migration.")
@@ -227,12 +234,13 @@ def _cmd_status(ctx: _Context, plan: bool = False) -> int:
         if status.blocking_problems:
             _warn("`conveyor migrate run` will refuse to run until this is resolved "
                   "(or --allow-drift is given)")
+            return EXIT_BLOCKED
         return EXIT_OK
     print(f"Database:   {mask_secrets(url)}")
     print(f"Migrations: {mdir}")
     marks = {"applied": "X", "edited": "!", "missing": "?", "unrecorded": "X"}
     rows = [(marks[a.state], a.version, (a.migration.name if a.migration else a.name) or "",
-             a.state + (f" {a.run_on}" if a.run_on else "")) for a in status.applied]
+             a.state + (f" {_utc(a.run_on)}" if a.run_on else "")) for a in status.applied]
     rows += [(" ", mg.version, mg.name, "pending") for mg in status.pending]
     rows.sort(key=lambda r: r[1])
     width = max([len(r[2]) for r in rows] + [10])
@@ -245,7 +253,17 @@ def _cmd_status(ctx: _Context, plan: bool = False) -> int:
     print(f"{len(status.applied)} applied, {len(status.pending)} pending, "
           f"{len(status.blocking_problems)} blocking problem"
           f"{'s' if len(status.blocking_problems) != 1 else ''}.")
+    if status.blocking_problems:
+        _warn("`conveyor migrate run` will refuse to run until this is resolved "
+              "(or --allow-drift is given)")
+        return EXIT_BLOCKED
     return EXIT_OK
+
+
+def _utc(run_on: str) -> str:
+    """Diesel's ``run_on`` (``2024-05-01T12:00:00.123456``, UTC: the session's time zone, as
+    Diesel's) with its zone: ``2024-05-01 12:00:00 UTC``."""
+    return run_on.replace("T", " ").split(".", 1)[0] + " UTC"
 
 
 def _cmd_generate(ctx: _Context) -> int:
@@ -305,11 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     verbose = "-v" in argv or "--verbose" in argv
     as_json = "--json" in argv
     try:
-        args = None
         if command in COMMANDS:
-            rest = argv[:index] + argv[index + 1:]
-            args = fast_parse(command, rest) or parser(command).parse_args(rest)
-        if args is None:
+            args = parser(command).parse_args(argv[:index] + argv[index + 1:])
+        else:
             args = parser().parse_args(argv)
         ctx = _Context(args)
         cmd = args.command
@@ -326,18 +342,14 @@ def main(argv: list[str] | None = None) -> int:
         if cmd == "generate":
             return _cmd_generate(ctx)
         raise UsageError(f"unknown command {cmd!r}")  # pragma: no cover - argparse checks
-    except MigrationError as exc:
-        if verbose:
-            import traceback
-
-            traceback.print_exc()
+    except MigrationError as exc:  # an ordinary error: one paragraph, no traceback
         completed = getattr(exc, "completed", None)
         if as_json:
-            data = {"ok": False, "error": exc.to_dict()}
+            data = {"ok": False, "error": exc.to_dict(verbose)}
             if completed is not None:
                 data["completed"] = [s.to_dict() for s in completed]
             _print_json(data)
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.render(verbose)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted; the running query was cancelled (a migration running in a "

@@ -1,31 +1,32 @@
-"""The command line of ``conveyor migrate``: argparse parsers (built only for the command being
-run) and a fast path that parses ``run``/``status``/``plan`` without importing argparse."""
+"""The command line of ``conveyor migrate``: argparse parsers."""
 
 from __future__ import annotations
 
-from conveyor.migrations.errors import UsageError
+import argparse
+from typing import NoReturn
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # argparse is imported only when the fast path cannot parse the arguments
-    import argparse
+from conveyor.migrations.errors import UsageError
 
 PROG = "conveyor migrate"
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BLOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
-def parser_class():
-    import argparse
+#: printed by ``conveyor migrate --help`` (and each command's), as in docs/exit-codes.md
+EXIT_CODES = (
+    "Exit codes: 0 ok; 1 a migration failed, the lock timed out, drift was refused, the "
+    "database is unreachable or a migration cannot be reverted; 2 usage, configuration or "
+    "migration-directory error; 3 `status` or `plan` lists blocking problems (an applied "
+    "migration edited or missing on disk: `run` would refuse); 130 interrupted."
+)
 
-    class _Parser(argparse.ArgumentParser):
-        def error(self, message: str):
-            raise UsageError(f"{self.prog}: {message}.", f"See `{self.prog} --help`.")
 
-    return _Parser
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}.", f"See `{self.prog} --help`.")
 
 
 def common_options() -> argparse.ArgumentParser:
     """Options accepted before or after the sub-command (defaults are resolved later)."""
-    import argparse
-
     p = argparse.ArgumentParser(add_help=False)
     S = argparse.SUPPRESS
     p.add_argument("--database-url", metavar="URL", default=S,
@@ -45,7 +46,7 @@ def common_options() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", default=S,
                    help="machine-readable output (run, revert, redo, status, plan)")
     p.add_argument("-v", "--verbose", action="store_true", default=S,
-                   help="show tracebacks and server notices")
+                   help="show server notices and the row data in PostgreSQL's messages")
     return p
 
 
@@ -82,10 +83,10 @@ def add_command_options(name: str, p: argparse.ArgumentParser) -> None:
 def parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of one sub-command (cheap: the start-up-critical path builds only this one),
     or, without ``command``, the full parser (for --help and usage errors)."""
-    _Parser = parser_class()
     common = common_options()
     if command in COMMANDS and command != "lint":
-        p = _Parser(prog=f"{PROG} {command}", parents=[common], description=COMMANDS[command])
+        p = _Parser(prog=f"{PROG} {command}", parents=[common], description=COMMANDS[command],
+                    epilog=EXIT_CODES)
         add_command_options(command, p)
         p.set_defaults(command=command)
         return p
@@ -93,8 +94,7 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
         prog=PROG, parents=[common],
         description="Diesel-compatible PostgreSQL migrations: migrations/<version>_<name>/"
         "{up.sql,down.sql,metadata.toml}, recorded in __diesel_schema_migrations.",
-        epilog="Exit codes: 0 ok; 1 migration failed, lock timeout, drift refused, database "
-        "unreachable; 2 usage, configuration or migration-directory error.",
+        epilog=EXIT_CODES,
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -104,71 +104,6 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
         if name != "lint":
             add_command_options(name, sp)
     return p
-
-
-class FastArgs:
-    """What the fast path parses into (an ``argparse.Namespace`` look-alike)."""
-
-    command: str
-
-
-#: option -> (attribute, takes a value); the common options only
-FAST_OPTIONS = {
-    "--database-url": ("database_url", True),
-    "--migration-dir": ("migration_dir", True),
-    "-C": ("project_dir", True),
-    "--project-dir": ("project_dir", True),
-    "--env": ("env", True),
-    "--lock-timeout": ("lock_timeout", True),
-    "--allow-drift": ("allow_drift", False),
-    "--json": ("json", False),
-    "-v": ("verbose", False),
-    "--verbose": ("verbose", False),
-}
-
-
-def fast_parse(command: str, argv: list[str]) -> FastArgs | None:
-    """``run``, ``status`` and ``plan`` with only the common options, spelled out in full,
-    parsed without importing argparse (~10 ms of start-up with the ``re``, ``gettext`` and
-    ``shutil`` it pulls in). Anything else (abbreviations, ``--help``, attached short values,
-    a value that looks like an option, an invalid number) returns None: argparse then parses
-    the command line and gives its usual result or message."""
-    if command not in ("run", "status", "plan"):
-        return None
-    args = FastArgs()
-    i, n = 0, len(argv)
-    while i < n:
-        arg = argv[i]
-        name, eq, value = arg.partition("=")
-        spec = FAST_OPTIONS.get(name)
-        if spec is None:
-            return None
-        attr, takes_value = spec
-        if not takes_value:
-            if eq:
-                return None
-            setattr(args, attr, True)
-            i += 1
-            continue
-        if not eq:
-            i += 1
-            if i >= n:
-                return None
-            value = argv[i]
-            if value.startswith("-"):
-                return None
-        elif name == "-C":  # argparse reads -C=DIR as the value "=DIR"
-            return None
-        if attr == "lock_timeout":
-            try:
-                setattr(args, attr, float(value))
-            except ValueError:
-                return None
-        else:
-            setattr(args, attr, value)
-        i += 1
-    args.command = command
-    return args
 
 
 def subcommand(argv: list[str]) -> tuple[str | None, int]:

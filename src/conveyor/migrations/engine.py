@@ -6,7 +6,7 @@ Compatibility with Diesel (see docs/diesel-compat.md for the source files):
   ``INSERT`` (``version`` only; ``run_on`` defaults to ``CURRENT_TIMESTAMP``, in UTC as the
   session's time zone is UTC like Diesel's);
 * each migration file is sent, unchanged, inside one simple-protocol query, as Diesel's
-  ``batch_execute`` does; transactional migrations run between ``BEGIN`` and ``COMMIT``
+  ``batch_execute`` does (:func:`wire.simple`); transactional migrations run between ``BEGIN`` and ``COMMIT``
   together with their bookkeeping, non-transactional ones are sent alone (so PostgreSQL
   runs a multi-statement file as one implicit transaction, exactly as with Diesel);
 * the session uses ``TimeZone=UTC`` and ``client_encoding=UTF8`` as Diesel's PgConnection does;
@@ -21,17 +21,15 @@ Additions of conveyor's own:
   ``lock.lock_and_setup``);
 * speed: the statements of many consecutive transactional migrations (each still in its own
   transaction) travel in one simple query, so applying N migrations costs one round trip instead
-  of ~3N. The checksum ``INSERT ... RETURNING 'conveyor:<nonce>:<k>:end', <elapsed ms>`` of each
-  migration marks it as completed (and times it); PostgreSQL's error position (relative to the
+  of ~3N. The checksum ``INSERT ... RETURNING 'conveyor:<nonce>:<k>:end', <duration ms>`` of
+  each migration marks it as completed (and times it: see ``bookkeeping``); PostgreSQL's error position (relative to the
   whole query string) is mapped back to the failing file, line and column, and an error without
   a position is attributed by counting the statement results after the last marker.
 
 Where the rest lives: ``records`` (what is reported), ``queries`` (tables, the applied query),
 ``lock`` (the lock and set-up round trip), ``batch`` (sessions, messages, markers),
 ``bookkeeping`` (the SQL that writes both tables), ``failure`` (describing a failure),
-``connecting`` (connecting while the migrations are read).
-
-Stdlib + libpq only (see ``pq.py``).
+``wire`` (the connection: psycopg 3).
 """
 
 from __future__ import annotations
@@ -39,8 +37,12 @@ from __future__ import annotations
 import builtins
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 
-from conveyor.migrations import pq
+import psycopg
+from psycopg.pq import TransactionStatus
+
 from conveyor.migrations.batch import (
     MAX_BATCH_CHARS,
     MAX_BATCH_MIGRATIONS,
@@ -50,28 +52,28 @@ from conveyor.migrations.batch import (
 )
 from conveyor.migrations.bookkeeping import (
     DROPS_PREPARED,
+    START_SQL,
     bookkeeping_sql,
-    housekeeping_sql,
+    housekeeping,
     prepare_sql,
+    record_alone,
 )
-from conveyor.migrations.connecting import Connecting, execute
 from conveyor.migrations.discovery import Migration, discover
 from conveyor.migrations.errors import (
     ConnectionFailed,
     DriftError,
     MigrationFailed,
     NotRevertible,
-    mask_secrets,
 )
 from conveyor.migrations.failure import describe_failure, failing_segment
-from conveyor.migrations.lock import LOCK_KEY, lock_and_setup
+from conveyor.migrations.lock import LOCK_KEY, lock_and_setup, lost
 from conveyor.migrations.queries import (
     CONVEYOR_TABLE,
     DIESEL_TABLE,
     SESSION_SETUP,
     TABLES_EXIST_SQL,
-    applied_aggregate_sql,
-    parse_applied_aggregate,
+    AppliedLine,
+    applied_columns_sql,
 )
 from conveyor.migrations.records import (
     AppliedRow,
@@ -82,11 +84,7 @@ from conveyor.migrations.records import (
     build_status,
     newest_applied,
 )
-
-TYPE_CHECKING = False  # not `from typing import ...`: typing costs ~3 ms of start-up
-if TYPE_CHECKING:  # pathlib is imported lazily: it is not needed to run migrations
-    from collections.abc import Callable
-    from pathlib import Path
+from conveyor.migrations.wire import ConnectionLost, ServerError, connect, execute, simple
 
 __all__ = ["LOCK_KEY", "AppliedRow", "Migrator", "Problem", "RunResult", "Status", "StepResult"]
 
@@ -122,8 +120,6 @@ class Migrator:
 
     @property
     def migrations_dir(self) -> Path:
-        from pathlib import Path
-
         return Path(self._migrations_dir)
 
     def discover(self) -> list[Migration]:
@@ -133,12 +129,15 @@ class Migrator:
         """Applied and pending migrations and problems (read-only: creates no table)."""
         migrations, conn = self._discover_and_connect()
         with conn:
-            conn.execute(SESSION_SETUP)
-            exists = conn.query(TABLES_EXIST_SQL)[0]
-            rows = []
-            if exists[0] == "t":
-                query = applied_aggregate_sql(conveyor_table=exists[1] == "t")
-                rows = parse_applied_aggregate(conn.query(query)[0][0])
+            try:
+                exists = simple(conn, SESSION_SETUP + TABLES_EXIST_SQL)[-1]
+                assert exists is not None
+                rows = []
+                if exists[0] == "t":
+                    query = applied_columns_sql(conveyor_table=exists[1] == "t")
+                    rows = [AppliedLine(*r) for r in execute(conn, query)]
+            except ConnectionLost as exc:
+                raise lost(exc) from None
         status = build_status(migrations, rows)
         status.tables_exist = exists[0] == "t"
         return status
@@ -159,9 +158,10 @@ class Migrator:
             if blocking and not allow_drift:
                 raise DriftError(blocking)
             result = RunResult(problems=status.problems)
-            housekeeping = housekeeping_sql(s, status, result, self.applied_by)
-            if housekeeping:
-                conn.execute(housekeeping)
+            try:
+                housekeeping(s, status, result, self.applied_by)
+            except ConnectionLost as exc:
+                raise lost(exc) from None
             self._emit("plan", pending=status.pending, problems=status.problems)
             self._execute_steps(s, [(m, "up") for m in status.pending], result,
                                 single_transaction=False)
@@ -211,30 +211,11 @@ class Migrator:
         if self.on_event is not None:
             self.on_event(event, **data)
 
-    def _discover_and_connect(self) -> tuple[list[Migration], pq.Connection]:
-        """Read the migrations while libpq connects in another thread: connecting is mostly
-        waiting for the server (a backend's start, SCRAM's round trips), so the two overlap.
-        A discovery error still wins (the connection, once made, is closed)."""
-        connecting = Connecting(self.conninfo)
-        try:
-            migrations = self.discover()
-        except BaseException:
-            connecting.abandon()
-            raise
-        return migrations, self._connect(connecting)
-
-    def _connect(self, connecting: Connecting | None = None) -> pq.Connection:
-        try:
-            conn = pq.connect(self.conninfo) if connecting is None else connecting.result()
-        except pq.ConnectError as exc:
-            raise ConnectionFailed(
-                f"Cannot connect to the database {mask_secrets(_describe_target(self.conninfo))}: "
-                f"{exc}.",
-                "Check the database URL (--database-url, DATABASE_URL or the config), that the "
-                "server is running and reachable, and the credentials.",
-            ) from None
-        self.notices = conn.notices
-        return conn
+    def _discover_and_connect(self) -> tuple[list[Migration], psycopg.Connection]:
+        """The migrations (a discovery error comes first), then the connection."""
+        migrations = self.discover()
+        self.notices = []
+        return migrations, connect(self.conninfo, self.notices)
 
     def _revertible(self, targets: list[AppliedRow]) -> list[Migration]:
         out = []
@@ -262,7 +243,10 @@ class Migrator:
         return out
 
     def _finish(self, s: Session) -> None:
-        execute(s.conn, s.flush_sql() + f"SELECT pg_catalog.pg_advisory_unlock({LOCK_KEY});")
+        try:
+            execute(s.conn, "SELECT pg_catalog.pg_advisory_unlock(%s)", (LOCK_KEY,))
+        except ConnectionLost as exc:
+            raise lost(exc) from None
 
     def _execute_steps(self, s: Session, steps: list[tuple[Migration, str]], result: RunResult,
                        *, single_transaction: bool) -> None:
@@ -271,16 +255,10 @@ class Migrator:
             msg = Message()
             first_tx = steps[i][0].run_in_transaction or single_transaction
             if first_tx:
-                flush = s.flush_sql()
-                if flush:
-                    # its own transaction: a BEGIN after it would otherwise absorb it into the
-                    # first migration's transaction
-                    msg.add("BEGIN;\n" + flush + "COMMIT;\n")
-                    msg.leading_results += 3
+                msg.add(START_SQL, results=1)
             if first_tx and not single_transaction and s.prepared is None \
                     and steps[i][1] == "up":
-                msg.add(prepare_sql(s, self.applied_by))
-                msg.leading_results += 2
+                msg.add(prepare_sql(s, self.applied_by), results=2)
             if single_transaction:
                 msg.add("BEGIN;\n")
             first = i
@@ -312,8 +290,7 @@ class Migrator:
                     s.prepared = None  # this file may drop them: its own bookkeeping is plain
                 msg.add_segment(m, direction, sql, start, lead,
                                 "\n;\n" + bookkeeping_sql(s, m, direction, sql, marker,
-                                                          self.applied_by,
-                                                          own_tx=not single_transaction)
+                                                          self.applied_by)
                                 + ("" if single_transaction else "COMMIT;\n"))
                 i += 1
                 if not single_transaction and any(x in lowered for x in _LEXER_SETTINGS):
@@ -333,25 +310,25 @@ class Migrator:
                        direction=seg.direction)
         t0 = time.perf_counter()
         try:
-            results = s.conn.execute(msg.text(), only_rows_starting=f"conveyor:{s.nonce}:")
-        except pq.ConnectError as exc:
+            results = simple(s.conn, msg.text(), rows_starting=f"conveyor:{s.nonce}:")
+        except ConnectionLost as exc:
             raise ConnectionFailed(
                 f"Lost the connection to the database while running {seg0.migration.name}"
                 f"{' and the following migrations' if len(msg.segments) > 1 else ''}: {exc}.",
                 "Run `conveyor migrate status` to see what was applied (each migration commits "
                 "together with its bookkeeping, so the tables tell the truth).",
             ) from None
-        except pq.PgError as exc:
+        except ServerError as exc:
             s.prepared = None  # the PREPARE may not have run: the next message prepares again
             raise self._failure(s, msg, exc, result, single_transaction) from None
         if alone:
             duration = round((time.perf_counter() - t0) * 1000, 3)
             m = seg0.migration
-            book = bookkeeping_sql(s, m, seg0.direction, seg0.sql, f"conveyor:{s.nonce}:0:end",
-                                   self.applied_by)
             try:
-                s.conn.execute(book)
-            except pq.PgError as exc:
+                record_alone(s, m, seg0.direction, duration, self.applied_by)
+            except ConnectionLost as exc:
+                raise lost(exc) from None
+            except ServerError as exc:
                 raise MigrationFailed(
                     m.version, m.name, str(seg0.path), None, None,
                     f"the migration ran but recording it in {DIESEL_TABLE} / {CONVEYOR_TABLE} "
@@ -359,59 +336,44 @@ class Migrator:
                     exc.hint, None, detail=exc.detail, sqlstate=exc.sqlstate,
                     direction=seg0.direction, rolled_back=False,
                 ) from None
-            self._record_step(s, result, m, seg0.direction, duration)
+            self._record_step(result, m, seg0.direction, duration)
             return
-        self._record_markers(s, msg, results, result, upto=None,
-                             own_tx=not single_transaction)
+        self._record_markers(s, msg, results, result, upto=None)
 
     def _record_markers(self, s: Session, msg: Message, results: list, result: RunResult,
-                        upto: int | None, own_tx: bool) -> int:
-        """Record the steps whose end marker is among ``results``; return how many.
-        ``own_tx``: each marker carries its migration's duration (already stored), otherwise
-        the time elapsed since the query started."""
-        previous = 0.0
+                        upto: int | None) -> int:
+        """Record the steps whose end marker is among ``results`` (each carries its
+        migration's own duration, also stored); return how many."""
         count = 0
-        for _, k, elapsed in markers(results, s.nonce):
+        for _, k, duration in markers(results, s.nonce):
             if upto is not None and k >= upto:
                 break
             seg = msg.segments[k]
-            if own_tx:
-                duration = elapsed
-            else:
-                duration = None if elapsed is None else round(max(0.0, elapsed - previous), 3)
-                previous = elapsed if elapsed is not None else previous
-            self._record_step(s, result, seg.migration, seg.direction, duration, stored=own_tx)
+            self._record_step(result, seg.migration, seg.direction, duration)
             count += 1
         return count
 
-    def _record_step(self, s: Session, result: RunResult, m: Migration, direction: str,
-                     duration: float | None, stored: bool = False) -> None:
+    def _record_step(self, result: RunResult, m: Migration, direction: str,
+                     duration: float | None) -> None:
         step = StepResult(m.version, m.name, direction, duration)
         result.steps.append(step)
-        if direction == "up" and duration is not None and not stored:
-            s.durations.append((m.version, duration))
         self._emit("done", step=step)
 
-    def _failure(self, s: Session, msg: Message, exc: pq.PgError, result: RunResult,
+    def _failure(self, s: Session, msg: Message, exc: ServerError, result: RunResult,
                  single_transaction: bool) -> MigrationFailed:
         results = exc.results
         found = list(markers(results, s.nonce))
         k_fail = failing_segment(msg.segments, exc, len(found))
         seg = msg.segments[k_fail]
-        cleanup = ""
-        if s.conn.transaction_status in (pq.TRANS_INERROR, pq.TRANS_INTRANS):
-            cleanup = "ROLLBACK;\n"
         if not single_transaction:
-            self._record_markers(s, msg, results, result, upto=k_fail, own_tx=True)
-        else:
-            s.durations = []  # everything was rolled back
+            self._record_markers(s, msg, results, result, upto=k_fail)
         failure = describe_failure(seg, k_fail, exc, found, single_transaction)
-        try:
-            cleanup += s.flush_sql()
-            if cleanup:
-                s.conn.execute(cleanup)
-        except (pq.PgError, pq.ConnectError):
-            pass
+        if s.conn.info.transaction_status in (TransactionStatus.INERROR,
+                                              TransactionStatus.INTRANS):
+            try:
+                execute(s.conn, "ROLLBACK")
+            except (ServerError, ConnectionLost):
+                pass
         if not results and k_fail > 0 and not single_transaction:
             # Nothing ran: PostgreSQL rejected the whole query string while parsing it (a
             # syntax error in a later file). Apply the migrations before the failing one, as
@@ -419,18 +381,11 @@ class Migrator:
             earlier = [(x.migration, x.direction) for x in msg.segments[:k_fail]]
             try:
                 self._execute_steps(s, earlier, result, single_transaction=False)
-                cleanup = s.flush_sql()
-                if cleanup:
-                    s.conn.execute(cleanup)
             except MigrationFailed as other:  # pragma: no cover - an earlier one fails after all
                 other.completed = result.steps[:]
                 return other
         failure.completed = result.steps[:]
         return failure
-
-
-def _describe_target(conninfo: str) -> str:
-    return conninfo if "://" in conninfo or "=" in conninfo else repr(conninfo)
 
 
 def _default_applied_by() -> str:

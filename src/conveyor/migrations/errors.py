@@ -2,12 +2,15 @@
 
 Every error renders (``str()``) as one paragraph that says what went wrong, where, and how to fix
 it, so the CLI prints it as is, without a traceback; secrets are masked by
-:func:`conveyor.masking.mask_secrets` (re-exported here). Nothing here imports psycopg.
+:func:`conveyor.masking.mask_secrets` (re-exported here), and row contents quoted by
+PostgreSQL (DETAIL: "Failing row contains (...)", "Key (x)=(...)") by
+:func:`conveyor.masking.mask_row_data` unless rendered with ``verbose=True`` (``--verbose``).
+Nothing here imports psycopg.
 """
 
 from __future__ import annotations
 
-from conveyor.masking import mask_secrets
+from conveyor.masking import mask_row_data, mask_secrets
 
 __all__ = [
     "ConnectionFailed",
@@ -34,13 +37,23 @@ class MigrationError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        text = self.message
-        if self.hint:
-            text += " " + self.hint
-        return mask_secrets(text)
+        return self.render()
 
-    def to_dict(self) -> dict:
-        return {"error": type(self).__name__, "message": str(self)}
+    def text(self) -> str:
+        """The paragraph, unmasked."""
+        return self.message + (" " + self.hint if self.hint else "")
+
+    def render(self, verbose: bool = False) -> str:
+        """The paragraph, secrets masked, and row data too unless ``verbose``."""
+        return _masked(self.text(), verbose)
+
+    def to_dict(self, verbose: bool = False) -> dict:
+        return {"error": type(self).__name__, "message": self.render(verbose)}
+
+
+def _masked(text: str, verbose: bool) -> str:
+    text = mask_secrets(text)
+    return text if verbose else mask_row_data(text)
 
 
 class DiscoveryError(MigrationError):
@@ -109,7 +122,7 @@ class MigrationFailed(MigrationError):
                 loc += f":{self.column}"
         return loc
 
-    def __str__(self) -> str:
+    def text(self) -> str:
         verb = "applying" if self.direction == "up" else "reverting"
         parts = [(f"Migration {self.name} (version {self.version}) failed while {verb} it, at "
                   f"{self.location}: {self.message.rstrip('.')}.")]
@@ -130,9 +143,9 @@ class MigrationFailed(MigrationError):
         else:
             parts.append("The migration has run_in_transaction = false: statements before the "
                          "failing one may have been committed; check the database before re-running.")
-        return mask_secrets(" ".join(parts))
+        return " ".join(parts)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, verbose: bool = False) -> dict:
         return {
             "error": "MigrationFailed",
             "version": self.version,
@@ -141,14 +154,14 @@ class MigrationFailed(MigrationError):
             "line": self.line,
             "column": self.column,
             "position": self.position,
-            "message": self.message,
-            "detail": self.detail,
+            "message": _masked(self.message, verbose),
+            "detail": None if self.detail is None else _masked(self.detail, verbose),
             "hint": self.hint,
             "sqlstate": self.sqlstate,
             "statement": self.statement,
             "direction": self.direction,
             "rolled_back": self.rolled_back,
-            "text": str(self),
+            "text": self.render(verbose),
         }
 
 
@@ -177,9 +190,9 @@ class LockTimeout(MigrationError):
             "stuck.",
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self, verbose: bool = False) -> dict:
         return {"error": "LockTimeout", "key": self.key, "timeout": self.timeout,
-                "holders": self.holders, "message": str(self)}
+                "holders": self.holders, "message": self.render(verbose)}
 
 
 class DriftError(MigrationError):
@@ -194,7 +207,7 @@ class DriftError(MigrationError):
             "difference is intended.",
         )
 
-    def to_dict(self) -> dict:
-        return {"error": "DriftError", "message": str(self),
+    def to_dict(self, verbose: bool = False) -> dict:
+        return {"error": "DriftError", "message": self.render(verbose),
                 "problems": [p.to_dict() if hasattr(p, "to_dict") else str(p)
                              for p in self.problems]}

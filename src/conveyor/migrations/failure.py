@@ -4,18 +4,19 @@ counting the statement results after the last completed migration's end marker."
 
 from __future__ import annotations
 
-from conveyor.migrations import pq
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from conveyor.migrations.errors import MigrationFailed
 from conveyor.migrations.queries import CONVEYOR_TABLE, DIESEL_TABLE
+from conveyor.migrations.sqllex import line_col, split_statements, statement_at
 
-TYPE_CHECKING = False  # not `from typing import ...`: typing costs ~3 ms of start-up
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from conveyor.migrations.batch import Segment
+    from conveyor.migrations.wire import ServerError
 
 
-def failing_segment(segments: Sequence[Segment], exc: pq.PgError, completed: int) -> int:
+def failing_segment(segments: Sequence[Segment], exc: ServerError, completed: int) -> int:
     """The index of the segment that failed: by the error position when there is one, else
     the first one without an end marker (``completed`` markers were seen)."""
     if exc.position is not None:
@@ -27,11 +28,10 @@ def failing_segment(segments: Sequence[Segment], exc: pq.PgError, completed: int
     return min(completed, len(segments) - 1)
 
 
-def describe_failure(seg: Segment, k_fail: int, exc: pq.PgError,
+def describe_failure(seg: Segment, k_fail: int, exc: ServerError,
                      markers: Sequence[tuple[int, int, float | None]],
                      single_transaction: bool) -> MigrationFailed:
     """The :class:`MigrationFailed` of segment ``seg`` (number ``k_fail`` of its message)."""
-    from conveyor.migrations.sqllex import line_col, split_statements, statement_at
 
     m, sql = seg.migration, seg.sql
     line = col = None

@@ -4,24 +4,22 @@ set-up that shares its round trip: both tables created if needed, the applied ro
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
-from conveyor.migrations import pq
+import psycopg
+
 from conveyor.migrations.batch import Session
-from conveyor.migrations.connecting import execute
-from conveyor.migrations.errors import LockTimeout, MigrationError
+from conveyor.migrations.errors import ConnectionFailed, LockTimeout, MigrationError
 from conveyor.migrations.queries import (
     CONVEYOR_CREATE_TABLE,
     CONVEYOR_TABLE,
     DIESEL_CREATE_TABLE,
     DIESEL_TABLE,
     SESSION_SETUP,
-    applied_aggregate_sql,
-    parse_applied_aggregate,
+    AppliedLine,
+    applied_columns_sql,
 )
-
-TYPE_CHECKING = False  # not `from typing import ...`: typing costs ~3 ms of start-up
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from conveyor.migrations.wire import ConnectionLost, ServerError, execute, simple
 
 #: the advisory lock taken around run/revert/redo: int.from_bytes(b"conveyor", "big"),
 #: i.e. ``SELECT pg_advisory_lock(7165066986957401970)``; per database.
@@ -30,10 +28,10 @@ LOCK_KEY = 7165066986957401970
 _LOCK_BUSY = "conveyor: migration lock busy"
 
 
-def lock_and_setup(conn: pq.Connection, lock_timeout: float,
+def lock_and_setup(conn: psycopg.Connection, lock_timeout: float,
                    emit: Callable[..., None]) -> Session:
     """Take the advisory lock, then create both tables if needed and read the applied
-    rows, all in one query when the lock is free.
+    rows, all in two round trips when the lock is free.
 
     The lock is *polled* with ``pg_try_advisory_lock`` rather than waited for with
     ``pg_advisory_lock``: a session blocked in ``pg_advisory_lock`` holds a snapshot, and
@@ -53,15 +51,16 @@ def lock_and_setup(conn: pq.Connection, lock_timeout: float,
         + "SELECT pg_catalog.current_setting('search_path'),"
         f" (SELECT pg_catalog.quote_ident(n.nspname) {where}('__diesel_schema_migrations')),"
         f" (SELECT pg_catalog.quote_ident(n.nspname) {where}('__conveyor_migrations'));\n"
-        + applied_aggregate_sql()
     )
     deadline = time.monotonic() + max(0.0, lock_timeout)
     pause = 0.01
     while True:
         try:
-            results = execute(conn, sql)
+            results = simple(conn, sql)
             break
-        except pq.PgError as exc:
+        except ConnectionLost as exc:
+            raise lost(exc) from None
+        except ServerError as exc:
             if _LOCK_BUSY not in (exc.message or ""):
                 raise setup_error(exc) from None
         remaining = deadline - time.monotonic()
@@ -71,15 +70,28 @@ def lock_and_setup(conn: pq.Connection, lock_timeout: float,
             emit("waiting_for_lock", key=LOCK_KEY, remaining=remaining)
         time.sleep(min(pause, remaining))
         pause = min(pause * 2, 0.25)
-    tuples = [r for r in results if r.status == pq.TUPLES_OK]
-    search_path, diesel_schema, conveyor_schema = tuples[-2].rows[0]
-    return Session(conn, parse_applied_aggregate(tuples[-1].rows[0][0]), search_path,
+    row = results[-1]
+    assert row is not None
+    search_path, diesel_schema, conveyor_schema = row
+    try:
+        applied = [AppliedLine(*r) for r in execute(conn, applied_columns_sql())]
+    except ConnectionLost as exc:
+        raise lost(exc) from None
+    except ServerError as exc:
+        raise setup_error(exc) from None
+    return Session(conn, applied, search_path or "",
                    f"{diesel_schema}.{DIESEL_TABLE}", f"{conveyor_schema}.{CONVEYOR_TABLE}")
 
 
-def lock_holders(conn: pq.Connection) -> list[dict]:
+def lost(exc: ConnectionLost) -> ConnectionFailed:
+    return ConnectionFailed(f"Lost the connection to the database: {exc}.",
+                            "Check the server; `conveyor migrate status` shows what was "
+                            "applied.")
+
+
+def lock_holders(conn: psycopg.Connection) -> list[dict]:
     try:
-        rows = conn.query(
+        rows = execute(conn, 
             "SELECT a.pid, a.usename, a.application_name, a.client_addr::text,"
             " pg_catalog.to_char(a.backend_start AT TIME ZONE 'UTC',"
             " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), a.state,"
@@ -88,17 +100,16 @@ def lock_holders(conn: pq.Connection) -> list[dict]:
             " WHERE l.locktype = 'advisory' AND l.granted"
             " AND l.database = (SELECT oid FROM pg_catalog.pg_database"
             "                   WHERE datname = pg_catalog.current_database())"
-            f" AND l.classid = {LOCK_KEY >> 32} AND l.objid = {LOCK_KEY & 0xFFFFFFFF}"
-            " AND l.objsubid = 1"
-        )
-    except (pq.PgError, pq.ConnectError):
+            " AND l.classid = %s::oid AND l.objid = %s::oid AND l.objsubid = 1",
+            (LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF))
+    except (ServerError, ConnectionLost):
         return []
     keys = ("pid", "usename", "application_name", "client_addr", "backend_start", "state",
             "query")
     return [dict(zip(keys, r)) for r in rows]
 
 
-def setup_error(exc: pq.PgError) -> MigrationError:
+def setup_error(exc: ServerError) -> MigrationError:
     detail = f" ({exc.detail})" if exc.detail else ""
     state = f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""
     return MigrationError(

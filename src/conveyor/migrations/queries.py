@@ -17,16 +17,14 @@ deleted by ``diesel_cli`` shows too), one text value per row, ``ORDER BY 1``::
   with a ``Z``), the directory name, the duration in milliseconds, who applied it and how
   (``conveyor`` | ``adopted``).
 
-Read it with :func:`parse_applied` (one line per row, as psql prints them). The engine sends
-:func:`applied_aggregate_sql`, the same query aggregated into one value (rows separated by
-``\\x1e``): one value to fetch instead of one per migration.
+Read it with :func:`parse_applied` (one line per row, as psql prints them). The engine itself
+reads :func:`applied_columns_sql`: the same rows, one column per field.
 """
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # not `from typing import ...`: typing costs ~3 ms of start-up
-if TYPE_CHECKING:
-    from collections.abc import Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 DIESEL_TABLE = "__diesel_schema_migrations"
 CONVEYOR_TABLE = "__conveyor_migrations"
@@ -64,7 +62,7 @@ TABLES_EXIST_SQL = (
     " pg_catalog.to_regclass('__conveyor_migrations') IS NOT NULL"
 )
 
-FIELD_SEP, ROW_SEP = "\x1f", "\x1e"  # unit and record separators
+FIELD_SEP = "\x1f"  # the unit separator
 
 _TS = "'YYYY-MM-DD\"T\"HH24:MI:SS.US'"
 _TAIL = (
@@ -100,43 +98,34 @@ def applied_sql(conveyor_table: bool = True) -> str:
 APPLIED_SQL = applied_sql()
 
 
-def applied_aggregate_sql(conveyor_table: bool = True) -> str:
-    """:func:`applied_sql` aggregated into one value, rows separated by ``\\x1e`` (NULL when
-    there is no row)."""
-    return (f"SELECT pg_catalog.string_agg(r, E'\\x1e') FROM ({applied_sql(conveyor_table)})"
-            " AS applied(r);\n")
+def applied_columns_sql(conveyor_table: bool = True) -> str:
+    """The rows of :func:`applied_sql`, one column per field (text, NULL for NULL), in the
+    order of :class:`AppliedLine`'s fields; ``conveyor_table=False`` as for :func:`applied_sql`."""
+    cols = ", ".join(["d.version", "c.version", "c.checksum"]
+                     + [f"({expr})::text" for expr in _TAIL])
+    return (f"SELECT {cols} FROM __diesel_schema_migrations d"
+            f" {_JOIN if conveyor_table else _NO_JOIN} ORDER BY 4")
 
 
+@dataclass
 class AppliedLine:
     """One parsed row of :data:`APPLIED_SQL` (None for NULL)."""
 
-    __slots__ = ("applied_at", "applied_by", "checksum", "conveyor_version", "diesel_version",
-                 "duration_ms", "name", "run_on", "source", "version")
-
-    def __init__(self, diesel_version: str | None, conveyor_version: str | None,
-                 checksum: str | None, version: str, run_on: str | None = None,
-                 name: str | None = None, applied_at: str | None = None,
-                 duration_ms: str | None = None, applied_by: str | None = None,
-                 source: str | None = None) -> None:
-        self.diesel_version = diesel_version
-        self.conveyor_version = conveyor_version
-        self.checksum = checksum
-        self.version = version
-        self.run_on = run_on
-        self.name = name
-        self.applied_at = applied_at
-        self.duration_ms = duration_ms
-        self.applied_by = applied_by
-        self.source = source
+    diesel_version: str | None
+    conveyor_version: str | None
+    checksum: str | None
+    version: str
+    run_on: str | None = None
+    name: str | None = None
+    applied_at: str | None = None
+    duration_ms: str | None = None
+    applied_by: str | None = None
+    source: str | None = None
 
     @property
     def in_diesel(self) -> bool:
         """Diesel's table has the row (else: a stale checksum row of conveyor's)."""
         return self.diesel_version is not None
-
-    def __repr__(self) -> str:
-        return (f"AppliedLine({self.version!r}, diesel={self.diesel_version is not None}, "
-                f"checksum={self.checksum!r})")
 
 
 def parse_applied_line(line: str) -> AppliedLine | None:
@@ -170,28 +159,6 @@ def parse_applied(lines: Iterable[str]) -> list[AppliedLine] | None:
             return None
         out.append(row)
     return out
-
-
-def parse_applied_aggregate(value: str | None) -> list[AppliedLine]:
-    """The value of :func:`applied_aggregate_sql`: rows in the same format, read from the
-    tail (a version may hold a space, which the space-separated head cannot tell apart)."""
-    if not value:
-        return []
-    rows = []
-    for rec in value.split(ROW_SEP):
-        head, _, rest = rec.partition(FIELD_SEP)
-        tail = [f or None for f in rest.split(FIELD_SEP)]
-        tail += [None] * (7 - len(tail))
-        raw_version, run_on, name, applied_at, duration_ms, applied_by, source = tail[:7]
-        version = raw_version or ""
-        last = head.rsplit(" ", 1)[-1]
-        checksum = None if last == "-" else last
-        in_diesel = not head.startswith("- ")  # a version has no '-' (Diesel drops them)
-        rows.append(AppliedLine(version if in_diesel else None,
-                                version if checksum is not None else None,  # NOT NULL column
-                                checksum, version, run_on, name, applied_at, duration_ms,
-                                applied_by, source))
-    return rows
 
 
 def fingerprint_pairs(lines: Iterable[str]) -> list[tuple[str, str]] | None:

@@ -1,17 +1,15 @@
 """What the engine reports: the status of a database against a migration directory
 (:class:`Status`, :class:`AppliedRow`, :class:`Problem`) and what a command did
 (:class:`RunResult`, :class:`StepResult`), each with a stable ``to_dict()``.
-
-Plain typed classes with ``__slots__``, written out: ``dataclasses`` is not imported because its
-import alone (it pulls in ``inspect``) costs a good part of a no-op ``conveyor migrate run``.
-:class:`_Value` gives them equality and a repr over their slots.
 """
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # not `from typing import ...`: typing costs ~3 ms of start-up
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
 if TYPE_CHECKING:
-    from collections.abc import Sequence
 
     from conveyor.migrations.discovery import Migration
     from conveyor.migrations.queries import AppliedLine
@@ -20,37 +18,18 @@ if TYPE_CHECKING:
 BLOCKING_PROBLEMS = ("edited", "missing")
 
 
-class _Value:
-    """Equality and repr over ``__slots__`` (values, not identities); unhashable."""
-
-    __slots__: tuple[str, ...] = ()
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
-        return f"{type(self).__name__}({fields})"
-
-
-class Problem(_Value):
+@dataclass
+class Problem:
     """Something the status of a database and a migration directory should tell.
 
     kind: ``edited`` | ``missing`` (both block ``run`` unless allowed) | ``unrecorded`` |
     ``out_of_order``.
     """
 
-    __slots__ = ("kind", "version", "name", "message")  # noqa: RUF023 - the repr's order
-
-    def __init__(self, kind: str, version: str, name: str | None, message: str) -> None:
-        self.kind = kind
-        self.version = version
-        self.name = name
-        self.message = message
+    kind: str
+    version: str
+    name: str | None
+    message: str
 
     @property
     def blocking(self) -> bool:
@@ -64,25 +43,20 @@ class Problem(_Value):
                 "blocking": self.blocking, "message": self.message}
 
 
-class AppliedRow(_Value):
+@dataclass
+class AppliedRow:
     """One row of Diesel's table, joined with conveyor's checksum row and the file on disk."""
 
-    __slots__ = ("version", "run_on", "name", "recorded_checksum",  # noqa: RUF023 - repr order
-                 "applied_at", "duration_ms", "applied_by", "source", "migration")
-
-    def __init__(self, version: str, run_on: str | None, name: str | None = None,
-                 recorded_checksum: str | None = None, applied_at: str | None = None,
-                 duration_ms: float | None = None, applied_by: str | None = None,
-                 source: str | None = None, migration: Migration | None = None) -> None:
-        self.version = version
-        self.run_on = run_on
-        self.name = name
-        self.recorded_checksum = recorded_checksum
-        self.applied_at = applied_at
-        self.duration_ms = duration_ms
-        self.applied_by = applied_by
-        self.source = source
-        self.migration = migration
+    version: str
+    #: Diesel's ``run_on`` (UTC, without a zone in the table), ISO 8601
+    run_on: str | None
+    name: str | None = None
+    recorded_checksum: str | None = None
+    applied_at: str | None = None
+    duration_ms: float | None = None
+    applied_by: str | None = None
+    source: str | None = None
+    migration: Migration | None = None
 
     @property
     def state(self) -> str:
@@ -108,17 +82,14 @@ class AppliedRow(_Value):
         }
 
 
-class Status(_Value):
+@dataclass
+class Status:
     """applied: ascending by version; pending: in the order ``run`` would apply them."""
 
-    __slots__ = ("applied", "pending", "problems", "tables_exist")
-
-    def __init__(self, applied: list[AppliedRow], pending: list[Migration],
-                 problems: list[Problem], tables_exist: bool = True) -> None:
-        self.applied = applied
-        self.pending = pending
-        self.problems = problems
-        self.tables_exist = tables_exist
+    applied: list[AppliedRow]
+    pending: list[Migration]
+    problems: list[Problem]
+    tables_exist: bool = True
 
     @property
     def blocking_problems(self) -> list[Problem]:
@@ -132,36 +103,29 @@ class Status(_Value):
         }
 
 
-class StepResult(_Value):
+@dataclass
+class StepResult:
     """One migration applied (direction ``up``) or reverted (``down``)."""
 
-    __slots__ = ("version", "name", "direction", "duration_ms")  # noqa: RUF023 - the repr's order
-
-    def __init__(self, version: str, name: str, direction: str,
-                 duration_ms: float | None) -> None:
-        self.version = version
-        self.name = name
-        self.direction = direction
-        self.duration_ms = duration_ms
+    version: str
+    name: str
+    direction: str
+    duration_ms: float | None
 
     def to_dict(self) -> dict:
         return {"version": self.version, "name": self.name, "direction": self.direction,
                 "duration_ms": self.duration_ms}
 
 
-class RunResult(_Value):
+@dataclass
+class RunResult:
     """What ``run``, ``revert`` or ``redo`` did, in order."""
 
-    __slots__ = ("steps", "problems", "adopted", "duration_ms")  # noqa: RUF023 - the repr's order
-
-    def __init__(self, steps: list[StepResult] | None = None,
-                 problems: list[Problem] | None = None, adopted: list[str] | None = None,
-                 duration_ms: float = 0.0) -> None:
-        self.steps: list[StepResult] = steps if steps is not None else []
-        self.problems: list[Problem] = problems if problems is not None else []
-        #: versions whose checksum was recorded on first sight (applied by another tool)
-        self.adopted: list[str] = adopted if adopted is not None else []
-        self.duration_ms = duration_ms
+    steps: list[StepResult] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    #: versions whose checksum was recorded on first sight (applied by another tool)
+    adopted: list[str] = field(default_factory=list)
+    duration_ms: float = 0.0
 
     @property
     def applied(self) -> list[StepResult]:
