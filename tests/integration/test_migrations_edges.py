@@ -1,0 +1,95 @@
+"""The engine's edges of issue 15: each migration's own duration in a batch (11), row data kept
+out of messages unless --verbose (14), `migrate status` exiting non-zero on blocking problems
+and showing run_on with its zone (5, 10)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conveyor.migrations import Migrator
+from conveyor.migrations.cli_args import EXIT_BLOCKED
+from tests.integration.test_migrations_common import cli, rows, write_migration
+
+pytestmark = pytest.mark.integration
+
+
+def test_mig_each_duration_in_a_batch_is_the_migrations_own(pg_url, tmp_path, capsys):
+    mdir = tmp_path / "m"
+    write_migration(mdir, "1_quick", "CREATE TABLE a (id int);\n")
+    write_migration(mdir, "2_slow", "SELECT pg_sleep(0.4);\n")
+    write_migration(mdir, "3_quick", "CREATE TABLE b (id int);\n")
+    write_migration(mdir, "4_quick", "SELECT 1;\n")
+    code, out, err = cli(capsys, "run", "--json", "--database-url", pg_url, "--migration-dir",
+                         str(mdir))
+    assert code == 0, err
+    applied = {s["version"]: s["duration_ms"] for s in json.loads(out)["applied"]}
+    assert applied["2"] >= 400
+    # the ones after the slow one are not charged with its time (the batch's elapsed time)
+    assert applied["1"] < 200 and applied["3"] < 200 and applied["4"] < 200, applied
+    stored = dict(rows(pg_url, "SELECT version, duration_ms FROM __conveyor_migrations"))
+    assert stored == applied
+
+
+def test_mig_durations_of_a_single_transaction_redo_and_of_reverts(pg_url, tmp_path):
+    mdir = tmp_path / "m"
+    write_migration(mdir, "1_slow", "SELECT pg_sleep(0.3);\n", "SELECT pg_sleep(0.3);\n")
+    write_migration(mdir, "2_quick", "SELECT 2;\n", "SELECT 2;\n")
+    m = Migrator(pg_url, mdir)
+    m.run()
+    res = m.redo(all=True)
+    d = {(s.version, s.direction): s.duration_ms for s in res.steps}
+    assert d[("2", "down")] < 200 and d[("1", "down")] >= 300
+    assert d[("1", "up")] >= 300 and d[("2", "up")] < 200, d
+    assert dict(rows(pg_url, "SELECT version, duration_ms FROM __conveyor_migrations")) == {
+        "1": d[("1", "up")], "2": d[("2", "up")]}
+
+
+@pytest.fixture
+def failing_rows(pg_url, tmp_path):
+    mdir = tmp_path / "m"
+    write_migration(mdir, "1_users", "CREATE TABLE users (id int PRIMARY KEY, email text,"
+                                     " age int CHECK (age > 0));\n"
+                                     "INSERT INTO users VALUES (1, 'alice@example.org', 30),"
+                                     " (2, 'ALICE@example.org', 20);\n")
+    return mdir
+
+
+@pytest.mark.parametrize(("sql", "masked"), [
+    ("UPDATE users SET age = -age;\n", "Failing row contains (***)"),
+    ("CREATE UNIQUE INDEX users_email ON users (lower(email));\n",
+     "Key (lower(email))=(***) is duplicated"),
+])
+def test_mig_row_data_is_masked_unless_verbose(pg_url, failing_rows, capsys, sql, masked):
+    write_migration(failing_rows, "2_bad", sql)
+    args = ("--database-url", pg_url, "--migration-dir", str(failing_rows))
+    code, out, err = cli(capsys, "run", "--json", *args)
+    assert code == 1 and masked in err and "alice" not in err.lower(), err
+    error = json.loads(out)["error"]
+    assert "alice" not in json.dumps(error).lower() and masked in error["detail"]
+    assert error["line"] == 1 and error["file"].endswith("2_bad/up.sql")
+    code, out, err = cli(capsys, "run", "-v", *args)
+    assert code == 1 and "alice@example.org" in err.lower() and "Traceback" not in err
+
+
+def test_mig_status_exits_3_on_blocking_problems(pg_url, tmp_path, capsys):
+    mdir = tmp_path / "m"
+    d = write_migration(mdir, "2024-05-01-120000_a", "CREATE TABLE a (id int);\n")
+    args = ("--database-url", pg_url, "--migration-dir", str(mdir))
+    assert cli(capsys, "run", *args)[0] == 0
+    code, out, _ = cli(capsys, "status", *args)
+    assert code == 0
+    run_on = rows(pg_url, "SELECT to_char(run_on, 'YYYY-MM-DD HH24:MI:SS')"
+                          " FROM __diesel_schema_migrations")[0][0]
+    assert f"applied {run_on} UTC" in out  # run_on with its zone
+    (d / "up.sql").write_text("CREATE TABLE a (id bigint);\n")  # edited after it was applied
+    code, out, err = cli(capsys, "status", *args)
+    assert code == EXIT_BLOCKED == 3 and "edited" in out and "will refuse" in err
+    code, out, _ = cli(capsys, "status", "--json", *args)
+    assert code == 3 and json.loads(out)["run_would_refuse"] is True
+    code, _, _ = cli(capsys, "plan", *args)
+    assert code == 3
+    d.rename(mdir / ".gone")  # now missing on disk
+    code, out, _ = cli(capsys, "status", *args)
+    assert code == 3 and "missing" in out
