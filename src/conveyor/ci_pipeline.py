@@ -235,8 +235,9 @@ def _setup(report: CiReport, st: StageReport, emit, state: dict) -> None:
 
 def _deploy(cfg, opts: CiOptions, report: CiReport, st: StageReport, emit, state: dict) -> None:
     """The dev deployment; its test step is reported as the stage `test`."""
-    from conveyor.plans.deployment import run_deployment
     from conveyor.plans.dev import deploy_plans
+    from conveyor.runner.controller import run_on_host
+    from conveyor.runner.job import job_for
     from conveyor.state.deploy import DeployOptions
 
     remote, image = state["remote"], state["image"]
@@ -247,7 +248,8 @@ def _deploy(cfg, opts: CiOptions, report: CiReport, st: StageReport, emit, state
                               wait_timeout=opts.wait_timeout, run_tests=True, junit=test_junit)
         dep = deploy_plans(remote, image, dopts)
         report.deployment_id = dep.record.id
-        result = run_deployment(dep, emit)
+        result = run_on_host(dep, job_for("dev", dep, dopts), emit, wait=True,
+                             wait_timeout=opts.wait_timeout)
         _deploy_stages(report, st, test_st, result, dep, remote)
         if test_junit.exists():
             _read_test_junit(report, test_junit)

@@ -9,8 +9,10 @@ from typing import Any
 from conveyor.config import Config
 from conveyor.imageref import ImageRef
 from conveyor.plan import PlanResult
-from conveyor.plans.deployment import Deployment, run_deployment
+from conveyor.plans.deployment import Deployment
 from conveyor.promotion import Promotion, plan_promotion
+from conveyor.runner.controller import run_on_host
+from conveyor.runner.job import job_for
 from conveyor.state.deploy import ProdOptions
 from conveyor.steps.report import outcome_text
 
@@ -41,7 +43,9 @@ def promote_for_ci(cfg: Config, env_name: str, image: ImageRef, *, emit: Callabl
     redacted({"event": "message", "text": f"{promo.kind} {promo.image.ref} ({promo.origin}) to "
               f"{remote.name} ({remote.host}), deployment {dep.record.id}"})
     try:
-        result = run_deployment(dep, redacted)
+        result = run_on_host(dep, job_for("prod", dep, opts, provenance=promo.provenance,
+                                          record_kind=promo.kind),
+                             redacted, wait=True, wait_timeout=wait_timeout)
     finally:
         remote.close()
     _fill_ci_stage(stage, promo, result)

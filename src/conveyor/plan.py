@@ -125,7 +125,10 @@ class PlanResult:
 
 
 def execute(plan: Plan[S], state: S, emit: EventSink = _no_events, *,
-            transport: Transport | None = None, raise_on_failure: bool = True) -> PlanResult:
+            transport: Transport | None = None, raise_on_failure: bool = True,
+            check: Callable[[], None] | None = None) -> PlanResult:
+    """Run the plan on `state`. `check` is called before each step; raising there (e.g. the
+    controller cancelled) fails that step, and the completed ones are undone."""
     results: list[StepResult] = []
     done: list[tuple[Step[S], StepIO, StepResult]] = []
     t_plan = time.monotonic()
@@ -136,13 +139,17 @@ def execute(plan: Plan[S], state: S, emit: EventSink = _no_events, *,
         emit({"event": "step_started", "step": step.name})
         t0 = time.monotonic()
         try:
+            if check is not None:
+                check()
             step.action(state, io)
         except BaseException as exc:  # noqa: BLE001 - re-raised after undo
             duration = time.monotonic() - t0
             results.append(StepResult(step.name, "failed", duration, io.notes, io.output,
                                       str(exc)))
             emit({"event": "step_failed", "step": step.name, "duration": duration,
-                  "error": str(exc), "hint": getattr(exc, "hint", None)})
+                  "error": str(exc), "hint": getattr(exc, "hint", None),
+                  "error_class": type(exc).__name__,
+                  "exit_code": getattr(exc, "exit_code", 1)})
             error = exc
             break
         duration = time.monotonic() - t0

@@ -17,7 +17,8 @@ import typer
 from conveyor.cli.app import ProjectDir, app
 from conveyor.cli.common import AsJson, DryRun, EnvArg, emitter, load, print_plan, renderer
 from conveyor.errors import ConfigError, ConveyorError
-from conveyor.plans.deployment import run_deployment
+from conveyor.runner.controller import run_on_host
+from conveyor.runner.job import job_for
 from conveyor.state.deploy import ProdOptions
 from conveyor.steps.report import outcome_text
 from conveyor.targets.remote import Remote
@@ -99,7 +100,9 @@ def deploy_promoted(ctx: typer.Context | None, env: str, project_dir: Path, *,
         r.console.print(f"{kind} [bold]{img.ref}[/bold] ({promo.origin}) to [bold]{env}[/bold] "
                         f"({remote.host}), deployment {dep.record.id}")
     try:
-        result = run_deployment(dep, emitter(r, STREAMED))
+        result = run_on_host(dep, job_for("prod", dep, opts, provenance=promo.provenance,
+                                          record_kind=kind),
+                             emitter(r, STREAMED), wait=wait, wait_timeout=wait_timeout)
     finally:
         remote.close()
     done = "promoted" if kind == "promote" else "deployed"
@@ -180,7 +183,8 @@ def rollback(
                             + (f" (deployment {info['to']})" if info.get("to") else "")
                             + (", reverting the migrations it does not have" if migrations
                                else "") + f", deployment {dep.record.id}")
-        result = run_deployment(dep, emitter(r, STREAMED))
+        result = run_on_host(dep, job_for("rollback", dep, opts, info=info),
+                             emitter(r, STREAMED), wait=wait, wait_timeout=wait_timeout)
     finally:
         remote.close()
     reverted = dep.state.migrations_reverted
@@ -300,7 +304,8 @@ def restore(
         r.console.print(f"restoring [bold]{env}[/bold] from backup [bold]{backup_id}[/bold] "
                         f"({remote.host}), deployment {dep.record.id}")
     try:
-        result = run_deployment(dep, emitter(r, STREAMED))
+        result = run_on_host(dep, job_for("restore", dep, opts, backup_id=backup_id),
+                             emitter(r, STREAMED), wait=wait)
         after = _restored_state(remote, dep.state) if result.error is None else None
     finally:
         remote.close()

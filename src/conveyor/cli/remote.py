@@ -150,9 +150,10 @@ def deploy(
                             f"{env} has no `promote_from`")
     # ----
     from conveyor.images import resolve_image
-    from conveyor.plans.deployment import run_deployment
     from conveyor.plans.dev import deploy_plans
     from conveyor.records import markdown_summary
+    from conveyor.runner.controller import run_on_host
+    from conveyor.runner.job import job_for
     from conveyor.state.deploy import DeployOptions
 
     cfg = load(project_dir)
@@ -170,7 +171,8 @@ def deploy(
         r.console.print(f"deploying [bold]{img.ref}[/bold] to [bold]{env}[/bold] "
                         f"({remote.host}), deployment {dep.record.id}")
     try:
-        result = run_deployment(dep, emitter(r))
+        result = run_on_host(dep, job_for("dev", dep, opts), emitter(r), wait=wait,
+                             wait_timeout=wait_timeout)
     finally:
         remote.close()
     rec = remote.redactor(dep.record.as_dict())

@@ -4,6 +4,7 @@ runs: the main plan, then the record, then each finalize step whatever happened 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +57,8 @@ def _fill_record(dep: Deployment, result: PlanResult) -> None:
         rec.result = "ok"
 
 
-def run_deployment(dep: Deployment, emit: EventSink) -> PlanResult:
+def run_deployment(dep: Deployment, emit: EventSink,
+                   check: Callable[[], None] | None = None) -> PlanResult:
     """Execute the main plan, then always the finalize plan (report, record + unlock).
 
     Returns the main plan's result; its `error` (if any) is for the caller to raise after
@@ -64,7 +66,8 @@ def run_deployment(dep: Deployment, emit: EventSink) -> PlanResult:
     """
     st = dep.state
     transport = dep.remote.transport
-    result = execute(dep.main, st, emit, transport=transport, raise_on_failure=False)
+    result = execute(dep.main, st, emit, transport=transport, raise_on_failure=False,
+                     check=check)
     _fill_record(dep, result)
     if not st.lock_id:
         # the lock was not taken (held by another deployment, host unreachable): nothing was

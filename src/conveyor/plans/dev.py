@@ -17,7 +17,7 @@ from conveyor.steps.image import login_step, pull_step
 from conveyor.steps.lock import lock_info, lock_step
 from conveyor.steps.migrate import migrate_step
 from conveyor.steps.record import record_step
-from conveyor.steps.tests import tests_step
+from conveyor.steps.tests import Verdicts, tests_step
 from conveyor.targets.remote import Remote
 
 
@@ -34,7 +34,8 @@ def acquire_steps(remote: Remote, image: ImageRef, lock: dict, *, wait: bool,
 
 
 def deploy_plans(remote: Remote, image: ImageRef, opts: DeployOptions, *,
-                 deployment_id: str | None = None, kind: str = "deploy") -> Deployment:
+                 deployment_id: str | None = None, kind: str = "deploy",
+                 verdicts: Verdicts | None = None) -> Deployment:
     did = deployment_id or new_id()
     record = DeploymentRecord(id=did, app=remote.app.name, env=remote.name, kind=kind,
                               who=actor(), started_at=time.time(), image=image.ref,
@@ -49,7 +50,7 @@ def deploy_plans(remote: Remote, image: ImageRef, opts: DeployOptions, *,
     ]
     if opts.run_tests and remote.env.test_command:
         steps.append(tests_step(remote, opts.project_dir, junit=opts.junit, deployment_id=did,
-                                image=image))
+                                image=image, verdicts=verdicts))
     state = DeployState(remote, record, image)
     return Deployment(remote, state, Plan(f"{kind} {remote.name}", steps),
                       Plan(f"{kind} {remote.name}: finalize", [record_step(remote)]))

@@ -26,6 +26,7 @@ from conveyor.steps.migrate import PROD_HINT, migrate_step
 from conveyor.steps.pending import pending_step
 from conveyor.steps.record import record_step
 from conveyor.steps.report import report_step
+from conveyor.steps.tests import Verdicts
 from conveyor.steps.validate import validate_step
 from conveyor.targets.remote import Remote
 
@@ -57,7 +58,8 @@ def finalize(remote: Remote, name: str) -> Plan[DeployState]:
 
 def prod_plans(remote: Remote, image: ImageRef, opts: ProdOptions, *,
                provenance: dict[str, Any] | None = None, kind: str = "promote",
-               deployment_id: str | None = None) -> Deployment:
+               deployment_id: str | None = None,
+               verdicts: Verdicts | None = None) -> Deployment:
     did = deployment_id or new_id()
     record = ProdRecord(id=did, app=remote.app.name, env=remote.name, kind=kind, who=actor(),
                         started_at=time.time(), image=image.ref, revision=image.revision,
@@ -75,7 +77,7 @@ def prod_plans(remote: Remote, image: ImageRef, opts: ProdOptions, *,
         migrate_step(remote, image, did, hint=PROD_HINT),
         start_step(remote),
         health_step(remote),
-        validate_step(remote, opts, did, image),
+        validate_step(remote, opts, did, image, verdicts),
     ]
     return Deployment(remote, DeployState(remote, record, image),
                       Plan(f"{kind} {remote.name}", steps), finalize(remote, f"{kind} {remote.name}"))

@@ -23,6 +23,7 @@ from conveyor.steps.health import health_step
 from conveyor.steps.lock import lock_info
 from conveyor.steps.record import read_history
 from conveyor.steps.revert import revert_step, rollback_plan_step
+from conveyor.steps.tests import Verdicts
 from conveyor.steps.validate import validate_step
 from conveyor.targets.remote import Remote
 
@@ -76,8 +77,8 @@ def rollback_target(remote: Remote, to: str | None) -> tuple[ImageRef, dict[str,
 
 
 def rollback_plans(remote: Remote, target: ImageRef, opts: ProdOptions, *,
-                   info: dict[str, Any] | None = None,
-                   deployment_id: str | None = None) -> Deployment:
+                   info: dict[str, Any] | None = None, deployment_id: str | None = None,
+                   verdicts: Verdicts | None = None) -> Deployment:
     did = deployment_id or new_id()
     record = ProdRecord(id=did, app=remote.app.name, env=remote.name, kind="rollback",
                         who=actor(), started_at=time.time(), image=target.ref,
@@ -93,7 +94,8 @@ def rollback_plans(remote: Remote, target: ImageRef, opts: ProdOptions, *,
     steps += [prepare_step(remote, target, did), stop_step(remote)]
     if opts.migrations:
         steps.append(revert_step(remote, did))
-    steps += [start_step(remote), health_step(remote), validate_step(remote, opts, did, target)]
+    steps += [start_step(remote), health_step(remote),
+              validate_step(remote, opts, did, target, verdicts)]
     return Deployment(remote, DeployState(remote, record, target),
                       Plan(f"rollback {remote.name}", steps),
                       finalize(remote, f"rollback {remote.name}"))

@@ -170,8 +170,11 @@ def stop_step(remote: Remote) -> Step[DeployState]:
         io.note(f"stopped {remote.app_container} (kept; the database keeps running)")
 
     def undo(st: DeployState, io: StepIO) -> None:
-        if not st.stopped_old:
+        # from what the lock step saw (not `stopped_old`): a recovery after the process running
+        # this step died undoes it from the state as the step began
+        if not (st.current and (st.current.get("State") or {}).get("Running")):
             return
+        st.stopped_old = True
         # after the start step's undo `app` is the old container again; else it never moved
         io.run(start, timeout=300)
         io.log(f"started {remote.app_container} (the previous version) again")

@@ -75,6 +75,7 @@ def parse_lock_output(remote: Remote, text: str) -> dict[str, Any]:
         except ValueError:
             continue
         name = (c.get("Name") or "").lstrip("/")
+        (c.get("Config") or {}).pop("Env", None)  # the app's secrets: never kept or journaled
         if name == remote.app_container:
             out["app"] = c
         elif name == remote.db_container:

@@ -7,8 +7,9 @@ import os
 import shlex
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from conveyor.errors import ConveyorError
 from conveyor.imageref import ImageRef
@@ -44,33 +45,68 @@ def app_env(remote: Remote, deployment_id: str, image: ImageRef) -> dict[str, st
             "CONVEYOR_DEPLOYMENT": deployment_id, "CONVEYOR_IMAGE": image.ref}
 
 
-def run_local(argv: list[str], project_dir: Path, env: dict[str, str], io: StepIO,
-              timeout: float | None) -> int:
+class Verdicts(Protocol):
+    """Where a step asks the controller (the conveyor process on a laptop or CI runner) to run
+    a command in the project directory and answer with its verdict. A runner on the host has
+    one; a plan that runs in the controller itself runs the command directly (`answer`)."""
+
+    def ask(self, step: str, request: dict[str, Any], io: StepIO) -> dict[str, Any]: ...
+
+
+def run_local(argv: list[str], project_dir: Path, env: dict[str, str],
+              log: Callable[[str], None], timeout: float | None) -> int:
     """Run a command on this machine in the project directory; its exit code (127: not found)."""
     try:
-        r = LocalTransport(cwd=project_dir).run(argv, env=env, check=False, stream=io.log,
+        r = LocalTransport(cwd=project_dir).run(argv, env=env, check=False, stream=log,
                                                 timeout=timeout)
         return r.returncode
     except ConveyorError as exc:  # not found, timed out
-        io.log(str(exc))
+        log(str(exc))
         return 127
 
 
+def answer(request: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+    """Run a verdict request here (the controller): the tests (with their JUnit file) or a
+    validation command. The reply carries the exit code, the output and the test counts."""
+    argv = list(request["argv"])
+    output: list[str] = []
+
+    def sink(line: str) -> None:
+        output.append(line)
+        log(line)
+
+    t0 = time.monotonic()
+    rc = run_local(argv, Path(request["project_dir"]), dict(request["env"]), sink,
+                   request.get("timeout"))
+    duration = time.monotonic() - t0
+    reply: dict[str, Any] = {"rc": rc, "output": output[-400:], "duration": duration}
+    junit = Path(request["junit"]) if request.get("junit") else None
+    if request.get("kind") == "tests" and junit is not None:
+        if not is_pytest(argv):
+            write_command_junit(junit, argv, rc, output, duration, suite=request["suite"])
+        if junit.exists():
+            reply["summary"] = junit_summary(junit)
+    return reply
+
+
 def tests_step(remote: Remote, project_dir: Path, *, junit: Path | None,
-               deployment_id: str, image: ImageRef) -> Step[DeployState]:
+               deployment_id: str, image: ImageRef,
+               verdicts: Verdicts | None = None) -> Step[DeployState]:
     argv = test_command(remote, junit)
     env = app_env(remote, deployment_id, image)
+    request = {"kind": "tests", "argv": argv, "env": env, "project_dir": str(project_dir),
+               "junit": str(junit) if junit is not None else None,
+               "timeout": remote.env.test_timeout, "suite": remote.name}
 
     def action(st: DeployState, io: StepIO) -> None:
-        t0 = time.monotonic()
-        rc = run_local(argv, project_dir, env, io, remote.env.test_timeout)
-        duration = time.monotonic() - t0
-        summary = junit_summary(junit) if junit is not None and junit.exists() else None
-        if junit is not None and not is_pytest(argv):
-            write_command_junit(junit, argv, rc, io.output, duration, suite=f"{remote.name}")
-            summary = junit_summary(junit)
+        reply = (verdicts.ask("test", request, io) if verdicts is not None
+                 else answer(request, io.log))
+        rc = int(reply["rc"])
+        summary = reply.get("summary")
         tests: dict[str, Any] = {"ok": rc == 0, "exit_code": rc, "command": shlex.join(argv),
                                  **(summary or {})}
+        if reply.get("error"):
+            tests["error"] = reply["error"]
         st.tests = tests
         counts = ", ".join(f"{tests[k]} {k}" for k in ("passed", "failed", "errors", "skipped")
                            if tests.get(k))

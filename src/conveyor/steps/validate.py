@@ -10,15 +10,17 @@ from conveyor.http import http_get
 from conveyor.imageref import ImageRef
 from conveyor.plan import Step, StepIO
 from conveyor.state.deploy import DeployState, ProdOptions
-from conveyor.steps.tests import app_env, run_local, with_junit
+from conveyor.steps.tests import Verdicts, answer, app_env, with_junit
 from conveyor.targets.remote import Remote, tail
 
 
 def validate_step(remote: Remote, opts: ProdOptions, deployment_id: str,
-                  image: ImageRef) -> Step[DeployState]:
+                  image: ImageRef, verdicts: Verdicts | None = None) -> Step[DeployState]:
     checks = list(remote.env.checks)
     command = with_junit(list(remote.env.validate_command), opts.junit) if opts.validate else []
     env = app_env(remote, deployment_id, image)
+    request = {"kind": "command", "argv": command, "env": env,
+               "project_dir": str(opts.project_dir), "timeout": remote.env.test_timeout}
 
     def action(st: DeployState, io: StepIO) -> None:
         failures = []
@@ -35,8 +37,12 @@ def validate_step(remote: Remote, opts: ProdOptions, deployment_id: str,
                                    f" without {c.contains!r}"))
         rc = None
         if command and not failures:
-            rc = run_local(command, opts.project_dir, env, io, remote.env.test_timeout)
-            if rc != 0:
+            reply = (verdicts.ask("validate", request, io) if verdicts is not None
+                     else answer(request, io.log))
+            rc = int(reply["rc"])
+            if reply.get("error"):
+                failures.append(str(reply["error"]))
+            elif rc != 0:
                 failures.append(f"`{shlex.join(command)}` exited {rc}: "
                                 f"{tail(chr(10).join(io.output), 3)}")
         st.validation = {"ok": not failures, "checks": len(checks),

@@ -3,6 +3,8 @@ scripts built from quoted argvs."""
 
 from __future__ import annotations
 
+import subprocess
+
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -77,6 +79,12 @@ class Transport:
     def get(self, path: str) -> bytes:
         r = self.run(["cat", path])
         return r.stdout.encode()
+
+    def popen(self, argv: Sequence[str]) -> subprocess.Popen[bytes]:
+        """An interactive command on the host: stdin, stdout and stderr are pipes."""
+        return subprocess.Popen([str(a) for a in argv], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
 
     def close(self) -> None:
         pass

@@ -144,6 +144,14 @@ class SshTransport(Transport):
         return HostUnreachable(f"cannot connect to {t.display}: {stderr.strip()[-500:]}",
                                hint=_UNREACHABLE_HINT)
 
+    def popen(self, argv: Sequence[str]) -> subprocess.Popen[bytes]:
+        """An interactive command on the host (stdin and stdout pipes, over the master)."""
+        self._ensure_master()
+        cmd = [*self.base_argv(), "-o", "ControlMaster=no", self.target.host, "--",
+               self.remote_command(argv)]
+        return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+
     def remote_command(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
         parts = [str(a) for a in argv]
         if env:

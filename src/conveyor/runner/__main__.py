@@ -1,0 +1,5 @@
+import sys
+
+from conveyor.runner.host import main
+
+sys.exit(main())

@@ -1,0 +1,305 @@
+"""The controller's side of a run on the host: make sure the runner image is there, hand the
+job over, start the runner (its container's name is the environment's lock), stream its
+events, answer its verdict requests (run the tests / validate_command here), pass Ctrl-C or
+SIGTERM on as a cancel (unless --detach), and read the result back from the host."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, Self
+
+from conveyor import errors
+from conveyor.commands import docker
+from conveyor.errors import ConveyorError, LockHeld
+from conveyor.plan import EventSink, PlanResult, StepResult
+from conveyor.plans.deployment import Deployment
+from conveyor.runner import image as runner_image
+from conveyor.runner import journal as jr
+from conveyor.runner.job import Job
+from conveyor.steps.lock import describe_holder
+from conveyor.steps.record import read_record
+from conveyor.steps.tests import answer
+from conveyor.targets.remote import Remote, tail
+
+REATTACH_FOR = 120.0  # a lost stream (SSH cut, runner restarting) is re-attached this long
+
+
+def runner_name(remote: Remote) -> str:
+    return f"{remote.app.name}-{remote.name}-runner"
+
+
+def docker_socket(remote: Remote) -> str:
+    r = remote.transport.run(("sh", "-c", 'printf %s "${DOCKER_HOST:-unix:///var/run/docker.sock}"'),
+                             timeout=60)
+    where = r.stdout.strip()
+    if not where.startswith("unix://"):
+        raise ConveyorError(f"the runner drives {remote.host}'s Docker engine through its unix "
+                            f"socket; DOCKER_HOST there is {where}",
+                            hint="let the host's docker talk to a local unix socket")
+    return where[len("unix://"):]
+
+
+def runner_state(remote: Remote) -> dict[str, Any] | None:
+    r = remote.transport.run(docker.inspect(runner_name(remote), "{{json .}}"), check=False,
+                             timeout=60)
+    if not r.ok:
+        return None
+    data = json.loads(r.stdout)
+    return {"running": data["State"]["Running"], "finished_at": data["State"].get("FinishedAt"),
+            "labels": data["Config"].get("Labels") or {}}
+
+
+def holder(labels: dict[str, str]) -> dict[str, Any]:
+    return {"id": labels.get("conveyor.deployment"), "who": labels.get("conveyor.who"),
+            "what": labels.get("conveyor.what"), "since": labels.get("conveyor.since")}
+
+
+def _journal_finished(remote: Remote, run_id: str) -> bool:
+    path = f"{jr.run_dir(remote.state_dir, run_id)}/{jr.JOURNAL}"
+    r = remote.transport.run(("tail", "-n", "1", path), check=False, timeout=60)
+    return '"run_finished"' in r.stdout or not r.ok
+
+
+def run_argv(remote: Remote, image: str, socket: str, job: Job, command: list[str],
+             detach: bool = True) -> tuple[str, ...]:
+    labels = remote.labels("runner", **{
+        "conveyor.deployment": job.id, "conveyor.who": job.actor,
+        "conveyor.what": f"{job.kind} {remote.name}",
+        "conveyor.since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    mounts = [f"{socket}:/var/run/docker.sock", f"{remote.state_dir}:{remote.state_dir}"]
+    backup_dir = remote.env.backup.dir.rstrip("/")
+    if backup_dir and not backup_dir.startswith(remote.state_dir):
+        mounts.append(f"{backup_dir}:{backup_dir}")
+    argv = ["docker", "run", "--detach" if detach else "--rm", "--name", runner_name(remote),
+            "--network", "host", "--env", "DOCKER_HOST=unix:///var/run/docker.sock",
+            "--env", f"CONVEYOR_ACTOR={job.actor}"]
+    if detach:
+        argv += ["--restart", "on-failure:5"]
+    for m in mounts:
+        argv += ["--volume", m]
+    for k, v in labels.items():
+        argv += ["--label", f"{k}={v}"]
+    return (*argv, image, *command)
+
+
+def _ensure_dirs(remote: Remote) -> None:
+    dirs = [remote.state_dir, jr.jobs_dir(remote.state_dir), f"{remote.state_dir}/runs"]
+    if not remote.env.backup.dir.startswith(remote.state_dir):
+        dirs.append(remote.env.backup.dir)
+    remote.transport.run(("sh", "-c", 'umask 077 && mkdir -p "$@"', "mkdir", *dirs), timeout=60)
+
+
+def take(remote: Remote, job: Job, image: str, socket: str, *, wait: bool, wait_timeout: float,
+         log: Callable[[str], None]) -> None:
+    """Start the runner: its name is the lock. A live runner holds it; a dead one's run is
+    recovered first, then its container removed."""
+    deadline = time.monotonic() + wait_timeout
+    announced = False
+    while True:
+        state = runner_state(remote)
+        if state is not None and state["running"]:
+            h = holder(state["labels"])
+            if not wait or time.monotonic() >= deadline:
+                raise LockHeld(f"{remote.name} is locked by {describe_holder(h)}: its runner "
+                               f"{runner_name(remote)} is running on {remote.host}", holder=h,
+                               hint="wait for it with --wait; it ends on its own")
+            if not announced:
+                log(f"waiting for the deployment running on {remote.host}: {describe_holder(h)}")
+                announced = True
+            time.sleep(2.0)
+            continue
+        if state is not None:
+            rid = state["labels"].get("conveyor.deployment") or ""
+            if rid and not _journal_finished(remote, rid):
+                log(f"deployment {rid} was interrupted (its runner stopped at "
+                    f"{state['finished_at']}): recovering it first")
+                remote.transport.run(docker.rm(runner_name(remote), force=True), check=False,
+                                     timeout=120)
+                r = remote.transport.run(run_argv(remote, image, socket, job,
+                                                  ["recover", remote.state_dir, rid],
+                                                  detach=False), check=False, timeout=1800)
+                if not r.ok:
+                    raise ConveyorError(f"recovering the interrupted deployment {rid} failed: "
+                                        f"{tail(r.stderr + r.stdout)}")
+                log(f"recovered deployment {rid} (`conveyor history {remote.name} {rid}`)")
+            remote.transport.run(docker.rm(runner_name(remote), force=True), check=False,
+                                 timeout=120)
+        job_path = f"{jr.jobs_dir(remote.state_dir)}/{job.id}.json"
+        remote.transport.put(job.to_json(), job_path, 0o600)
+        r = remote.transport.run(run_argv(remote, image, socket, job, ["run", job_path]),
+                                 check=False, timeout=300)
+        if r.ok:
+            return
+        remote.transport.run(("rm", "-f", job_path), check=False, timeout=60)
+        if "Conflict" not in r.stderr:  # not a race for the name: a real failure
+            raise ConveyorError(f"cannot start conveyor's runner on {remote.host}: "
+                                f"{tail(r.stderr)}")
+
+
+class _Signals:
+    """SIGINT/SIGTERM while attached: the first asks the runner to cancel (unless detach), the
+    second detaches."""
+
+    def __init__(self, detach: bool) -> None:
+        self.detach = detach
+        self.count = 0
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> Self:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            self._old[s] = signal.signal(s, self._on)
+        return self
+
+    def _on(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def _error(event: dict[str, Any]) -> ConveyorError:
+    cls = getattr(errors, str(event.get("error_class")), None)
+    message, hint = str(event.get("error")), event.get("hint")
+    try:
+        if isinstance(cls, type) and issubclass(cls, ConveyorError) and cls not in (
+                errors.ConfigError, errors.CommandFailed):
+            return cls(message, hint=hint)
+    except TypeError:
+        pass
+    exc = ConveyorError(message, hint=hint)
+    exc.exit_code = int(event.get("exit_code") or 1)
+    return exc
+
+
+def _journal_lines(remote: Remote, run_id: str) -> list[str]:
+    path = f"{jr.run_dir(remote.state_dir, run_id)}/{jr.JOURNAL}"
+    return remote.transport.run(("cat", path), check=False, timeout=120).stdout.splitlines()
+
+
+def attach(remote: Remote, run_id: str, emit: EventSink, *, detach: bool = False
+           ) -> tuple[dict[str, Any] | None, ConveyorError | None]:
+    """Stream the run's events until it finishes: (the run_finished event, the error of the
+    step that failed). (None, None) when the controller detached."""
+    seen = 0
+    failure: ConveyorError | None = None
+    finished: dict[str, Any] | None = None
+    give_up = time.monotonic() + REATTACH_FOR
+
+    def handle(raw: bytes | str, send: Callable[[dict[str, Any]], None]) -> bool:
+        """One journal line; True when the run finished."""
+        nonlocal seen, failure, finished
+        seen += 1
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            return False
+        kind = event.get("event")
+        if kind == "run_finished":
+            finished = event
+            return True
+        if kind == "verdict_wanted":
+            step = event["step"]
+
+            def log(line: str, step: str = step) -> None:
+                emit({"event": "output", "step": step, "line": line})
+
+            send({"step": step, "verdict": answer(event["request"], log)})
+            return False
+        if kind == "step_failed":
+            failure = _error(event)
+        if kind not in ("run_started", "runner_signal"):
+            event.pop("state", None)
+            emit(event)
+        return False
+
+    with _Signals(detach) as sig:
+        while True:
+            proc = remote.transport.popen(("docker", "exec", "-i", runner_name(remote),
+                                           "python", "-m", "conveyor.runner", "attach",
+                                           remote.state_dir, run_id, str(seen)))
+            assert proc.stdin is not None and proc.stdout is not None
+            cancelled = 0
+
+            def send(msg: dict[str, Any], p: Any = proc) -> None:
+                try:
+                    p.stdin.write((json.dumps(msg) + "\n").encode())
+                    p.stdin.flush()
+                except OSError:
+                    pass
+
+            for raw in proc.stdout:
+                if sig.count > cancelled:
+                    cancelled = sig.count
+                    if sig.count == 1 and not detach:
+                        emit({"event": "message", "text": "interrupted: asking the runner on "
+                              f"{remote.host} to undo (again to detach)"})
+                        send({"cancel": True})
+                    else:
+                        send({"detach": True})
+                        proc.kill()
+                        return None, None
+                if handle(raw, send):
+                    proc.kill()
+                    return finished, failure
+            proc.wait()
+            state = runner_state(remote)
+            if state is None or not state["running"]:
+                # the runner ended (its container stopped, and the exec with it): the rest of
+                # the journal is on the host's disk
+                for line in _journal_lines(remote, run_id)[seen:]:
+                    if handle(line, lambda msg: None):
+                        return finished, failure
+            if time.monotonic() > give_up:
+                raise ConveyorError(f"lost the runner's stream on {remote.host} (deployment "
+                                    f"{run_id}); it goes on there",
+                                    hint=f"`conveyor status {remote.name}` and `conveyor history "
+                                    f"{remote.name} {run_id}` show how it ends")
+            time.sleep(1.0)
+
+
+def _apply_record(dep: Deployment, rec: dict[str, Any]) -> None:
+    r = dep.record
+    for key in ("result", "error", "migrations_applied", "steps", "tests", "previous_image",
+                "previous_revision", "revision", "image"):
+        if key in rec:
+            setattr(r, key, rec[key])
+    if rec.get("details") is not None and hasattr(r, "details"):
+        r.details = rec["details"]
+    r.finished_at = time.time() if rec.get("finished_at") else None
+
+
+def run_on_host(dep: Deployment, job: Job, emit: EventSink, *, wait: bool = False,
+                wait_timeout: float = 900.0, detach: bool = False) -> PlanResult:
+    """Run the planned deployment on its host; the same result `run_deployment` returns."""
+    remote = dep.remote
+    t0 = time.monotonic()
+    ref = runner_image.image_ref(remote.cfg)
+    runner_image.ensure_on_host(remote, ref)
+    _ensure_dirs(remote)
+    socket = docker_socket(remote)
+
+    def log(line: str) -> None:
+        emit({"event": "message", "text": line})
+
+    take(remote, job, ref, socket, wait=wait, wait_timeout=wait_timeout, log=log)
+    finished, failure = attach(remote, job.id, emit, detach=detach)
+    if finished is None:
+        log(f"detached: deployment {job.id} goes on on {remote.host} (`conveyor status "
+            f"{remote.name}`)")
+        return PlanResult(dep.main.name, True, [], time.monotonic() - t0, None)
+    jr.restore(dep.state, finished.get("state") or {})
+    try:
+        _apply_record(dep, read_record(remote, job.id))
+    except ConveyorError:  # no record: the lock was never taken
+        dep.record.result = "failed"
+        dep.record.error = str(failure) if failure else finished.get("result")
+    steps = [StepResult(s["name"], s["status"], s.get("duration") or 0.0, s.get("notes") or [],
+                        s.get("output") or [], s.get("error")) for s in dep.record.steps]
+    if failure is None and dep.record.result in ("failed", "interrupted"):
+        failure = ConveyorError(dep.record.error or f"deployment {job.id} {dep.record.result}")
+    return PlanResult(dep.main.name, failure is None, steps, time.monotonic() - t0, failure)

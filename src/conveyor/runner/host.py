@@ -1,0 +1,193 @@
+"""The runner process, inside the runner container on the host.
+
+    python -m conveyor.runner run JOBFILE     run the job's plan (or, when its journal shows an
+                                              unfinished run, recover it)
+    python -m conveyor.runner attach RUN_ID   stream the run's journal; read the controller's
+                                              verdicts and cancel from stdin
+
+The run directory (`<state_dir>/runs/<id>/`) holds the journal, the job without its secrets,
+and the files the attach process and the runner talk through: `heartbeat` (touched while a
+controller is attached), `verdict-<step>.json`, `cancel`, `controller-gone`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import ConveyorError, Interrupted
+from conveyor.plan import StepIO
+from conveyor.plans.deployment import run_deployment
+from conveyor.runner import journal as jr
+from conveyor.runner.job import Job, build
+from conveyor.runner.recover import recover
+from conveyor.targets.remote import Remote
+from conveyor.transport import LocalTransport
+
+HEARTBEAT_EVERY = 2.0
+CONTROLLER_GONE_AFTER = 20.0  # no heartbeat for this long: the controller is gone
+
+
+class FileVerdicts:
+    """Verdicts from the controller, through the run directory (see `attach`)."""
+
+    def __init__(self, rd: Path, emit: Any) -> None:
+        self.rd = rd
+        self.emit = emit
+
+    def controller_gone(self) -> str | None:
+        if (self.rd / "controller-gone").exists():
+            return "the controller's connection ended"
+        if (self.rd / "cancel").exists():
+            return "the controller cancelled the deployment"
+        try:
+            age = time.time() - (self.rd / "heartbeat").stat().st_mtime
+        except OSError:
+            age = time.time() - self.rd.stat().st_mtime
+        if age > CONTROLLER_GONE_AFTER:
+            return f"no controller has been attached for {age:.0f} s"
+        return None
+
+    def ask(self, step: str, request: dict[str, Any], io: StepIO) -> dict[str, Any]:
+        answer = self.rd / f"verdict-{step}.json"
+        self.emit({"event": "verdict_wanted", "step": step, "request": request})
+        deadline = time.monotonic() + (request.get("timeout") or 3600) + 60
+        while time.monotonic() < deadline:
+            if answer.exists():
+                reply = json.loads(answer.read_text())
+                answer.unlink()
+                io.output.extend(reply.get("output") or [])  # streamed by the controller
+                return dict(reply)
+            gone = self.controller_gone()
+            if gone:
+                return {"rc": 1, "error": f"{gone} before the {step} verdict: the deployment "
+                        "is not validated"}
+            time.sleep(0.2)
+        return {"rc": 1, "error": f"no {step} verdict from the controller in time"}
+
+
+def _check_cancel(rd: Path) -> None:
+    if (rd / "cancel").exists():
+        raise Interrupted("cancelled by the controller (SIGINT/SIGTERM there)",
+                          hint="what was done is undone; `conveyor history` shows the record")
+
+
+def run(job_path: str) -> int:
+    path = Path(job_path)
+    state_dir = str(path.parent.parent)
+    run_id = path.stem
+    rd = Path(jr.run_dir(state_dir, run_id))
+    events = jr.read(rd / jr.JOURNAL)
+    if not path.exists():  # restarted after dying (the job file is read once): recover
+        if events and jr.finished(events) is None:
+            return recover(rd, reason="the runner was restarted after it died")
+        return 0
+    job = Job.from_json(path.read_text())
+    path.unlink()  # the secrets: read once, kept in memory only
+    rd.mkdir(parents=True, exist_ok=True)
+    (rd / "job.json").write_text(job.redacted().to_json())
+    journal = jr.Journal(rd / jr.JOURNAL)
+    cfg = job.config(path)
+    remote = Remote(cfg, job.env, transport_factory=lambda r: LocalTransport())
+    for value in job.secrets.values():
+        remote.redactor.add(value)
+    dep = None
+
+    def emit(event: dict[str, Any]) -> None:
+        if dep is not None and event.get("event") == "step_started":
+            event = {**event, "state": jr.snapshot(dep.state)}
+        journal.write(remote.redactor(event))
+
+    def on_term(signum: int, frame: Any) -> None:  # Docker stopping us: recover on restart
+        journal.write({"event": "runner_signal", "signal": signum, "at": time.time()})
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    dep = build(job, remote, FileVerdicts(rd, emit))
+    journal.write({"event": "run_started", "id": job.id, "kind": job.kind, "env": job.env,
+                   "at": time.time(), "pid": os.getpid()})
+    result = run_deployment(dep, emit, check=lambda: _check_cancel(rd))
+    journal.write(remote.redactor({
+        "event": "run_finished", "result": dep.record.result, "ok": result.error is None,
+        "state": jr.snapshot(dep.state), "at": time.time()}))
+    journal.close()
+    return 0
+
+
+def attach(state_dir: str, run_id: str, offset: int = 0) -> int:
+    """Print the journal from line `offset` as it grows, until the run finishes; read control
+    lines from stdin. EOF on stdin without a detach: the controller is gone."""
+    rd = Path(jr.run_dir(state_dir, run_id))
+    detached = threading.Event()
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.is_set() and not detached.is_set():
+            try:
+                (rd / "heartbeat").touch()
+            except OSError:
+                pass
+            time.sleep(HEARTBEAT_EVERY)
+
+    def control() -> None:
+        for line in sys.stdin:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if "verdict" in msg:
+                tmp = rd / f".verdict-{msg['step']}.tmp"
+                tmp.write_text(json.dumps(msg["verdict"]))
+                tmp.rename(rd / f"verdict-{msg['step']}.json")
+            elif msg.get("cancel"):
+                (rd / "cancel").touch()
+            elif msg.get("detach"):
+                detached.set()
+                return
+        if not done.is_set():
+            (rd / "controller-gone").touch()
+        detached.set()
+
+    for _ in range(100):  # the runner creates the directory right after it starts
+        if (rd / jr.JOURNAL).exists():
+            break
+        time.sleep(0.1)
+    (rd / "heartbeat").touch()
+    threading.Thread(target=beat, daemon=True).start()
+    threading.Thread(target=control, daemon=True).start()
+    sent = 0
+    while True:
+        events = jr.read(rd / jr.JOURNAL)
+        for e in events[max(sent, offset):]:
+            print(json.dumps(e, default=str), flush=True)
+        sent = max(sent, len(events))
+        if jr.finished(events) is not None:
+            done.set()
+            return 0
+        if detached.is_set():
+            return 0
+        time.sleep(0.1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args[:1] == ["run"] and len(args) == 2:
+            return run(args[1])
+        if args[:1] == ["attach"] and len(args) in (3, 4):
+            return attach(args[1], args[2], int(args[3]) if len(args) == 4 else 0)
+        if args[:1] == ["recover"] and len(args) == 3:
+            return recover(Path(jr.run_dir(args[1], args[2])),
+                           reason="the run's runner was gone")
+    except ConveyorError as exc:
+        print(f"conveyor runner: {exc}", file=sys.stderr)
+        return 1
+    print("usage: python -m conveyor.runner run JOBFILE | attach STATE_DIR RUN_ID [OFFSET] | "
+          "recover STATE_DIR RUN_ID", file=sys.stderr)
+    return 2
