@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 import psycopg
+import pytest
 
 from conveyor.migrations.discovery import discover
 from tests.integration.test_migrations_common import (

@@ -25,9 +25,9 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}.", f"See `{self.prog} --help`.")
 
 
-def common_options() -> argparse.ArgumentParser:
+def common_options() -> _Parser:
     """Options accepted before or after the sub-command (defaults are resolved later)."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(add_help=False)
     S = argparse.SUPPRESS
     p.add_argument("--database-url", metavar="URL", default=S,
                    help="PostgreSQL URL or libpq conninfo (default: $DATABASE_URL, else the "

@@ -94,20 +94,23 @@ def check_url(conninfo: str) -> None:
 def connect(conninfo: str, notices: list[str]) -> psycopg.Connection:
     """An autocommit connection; the server's notices are appended to ``notices``."""
     check_url(conninfo)
-    extra = {}
-    if "connect_timeout" not in conninfo_to_dict(conninfo):
-        extra["connect_timeout"] = CONNECT_TIMEOUT  # libpq's PGCONNECT_TIMEOUT wins if set
-        import os
+    import os
 
-        if os.environ.get("PGCONNECT_TIMEOUT"):
-            extra = {}
+    timeout: int | None = None  # libpq's: the URL's connect_timeout, else $PGCONNECT_TIMEOUT
+    if "connect_timeout" not in conninfo_to_dict(conninfo) \
+            and not os.environ.get("PGCONNECT_TIMEOUT"):
+        timeout = CONNECT_TIMEOUT
     try:
-        conn = psycopg.connect(conninfo, autocommit=True, prepare_threshold=None, **extra)
+        if timeout is None:
+            conn = psycopg.connect(conninfo, autocommit=True, prepare_threshold=None)
+        else:
+            conn = psycopg.connect(conninfo, autocommit=True, prepare_threshold=None,
+                                   connect_timeout=timeout)
     except psycopg.Error as exc:
         text = " ".join(str(exc).split()).removeprefix("connection failed: ")
         if isinstance(exc, psycopg.errors.ConnectionTimeout):
-            text = (f"no answer within {extra.get('connect_timeout', 'connect_timeout')} s"
-                    " (connect_timeout)")
+            text = (f"no answer within {timeout} s (connect_timeout)" if timeout
+                    else "no answer within connect_timeout")
         target = conninfo if "://" in conninfo or "=" in conninfo else repr(conninfo)
         raise ConnectionFailed(
             f"Cannot connect to the database {mask_secrets(target)}: {mask_secrets(text)}.",
@@ -125,7 +128,7 @@ def connect(conninfo: str, notices: list[str]) -> psycopg.Connection:
 def execute(conn: psycopg.Connection, sql: str, params: tuple | list | None = None) -> list:
     """``conn.execute(sql, params)``: the rows (empty for a command); errors translated."""
     try:
-        cur = conn.execute(sql, params)  # type: ignore[call-overload]  # sql is our own text
+        cur = conn.execute(sql, params)
         return cur.fetchall() if cur.description is not None else []
     except psycopg.Error as exc:
         raise translate(exc) from None
