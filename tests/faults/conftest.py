@@ -29,8 +29,9 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -354,9 +355,9 @@ OBSERVATIONS: list[dict] = []
 
 def record(obs: dict) -> None:
     OBSERVATIONS.append(obs)
-    with contextlib.suppress(OSError):
-        with open(os.environ.get("FAULTS_REPORT", "/tmp/faults-report.jsonl"), "a") as f:
-            f.write(json.dumps(obs) + "\n")
+    with contextlib.suppress(OSError), open(
+            os.environ.get("FAULTS_REPORT", "/tmp/faults-report.jsonl"), "a") as f:
+        f.write(json.dumps(obs) + "\n")
 
 
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGTERM": signal.SIGTERM}

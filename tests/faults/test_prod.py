@@ -132,7 +132,7 @@ def test_registry_down(bed):
         "the prod app was restarted although the image could not be pulled"
     obs = bed.check_after_fault(ENV, before, old, new, expect="old", results=("failed",),
                                 label="prod registry-down pull")
-    rec = [e for e in bed.history(ENV) if e["id"] not in before][0]
+    rec = next(e for e in bed.history(ENV) if e["id"] not in before)
     steps = [s["name"] for s in rec["steps"]]
     assert "stop" not in steps or rec["steps"][steps.index("stop")]["status"] != "ok", rec
     obs.update(env=ENV, fault="registry down", stage="pull", rc=p.returncode)

@@ -68,7 +68,7 @@ def run_argv(remote: Remote, image: str, socket: str, job: Job, command: list[st
              detach: bool = True) -> tuple[str, ...]:
     labels = remote.labels("runner", **{
         "conveyor.deployment": job.id, "conveyor.who": job.actor,
-        "conveyor.what": f"{job.kind} {remote.name}",
+        "conveyor.what": job.extra.get("what") or f"{job.kind} {remote.name}",
         "conveyor.since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     mounts = [f"{socket}:/var/run/docker.sock", f"{remote.state_dir}:{remote.state_dir}"]
     backup_dir = remote.env.backup.dir.rstrip("/")
@@ -76,7 +76,7 @@ def run_argv(remote: Remote, image: str, socket: str, job: Job, command: list[st
         mounts.append(f"{backup_dir}:{backup_dir}")
     argv = ["docker", "run", "--detach" if detach else "--rm", "--name", runner_name(remote),
             "--network", "host", "--env", "DOCKER_HOST=unix:///var/run/docker.sock",
-            "--env", f"CONVEYOR_ACTOR={job.actor}"]
+            "--env", f"CONVEYOR_ACTOR={job.actor}", "--env", f"CONVEYOR_RUNNER_IMAGE={image}"]
     if detach:
         argv += ["--restart", "on-failure:5"]
     for m in mounts:
@@ -108,7 +108,8 @@ def take(remote: Remote, job: Job, image: str, socket: str, *, wait: bool, wait_
                                f"{runner_name(remote)} is running on {remote.host}", holder=h,
                                hint="wait for it with --wait; it ends on its own")
             if not announced:
-                log(f"waiting for the deployment running on {remote.host}: {describe_holder(h)}")
+                log(f"waiting for the lock held by {describe_holder(h)} (its runner is running "
+                    f"on {remote.host})")
                 announced = True
             time.sleep(2.0)
             continue
@@ -154,8 +155,12 @@ class _Signals:
             self._old[s] = signal.signal(s, self._on)
         return self
 
+    notify: Callable[[int], None] | None = None  # told at once (the main loop may be busy)
+
     def _on(self, signum: int, frame: FrameType | None) -> None:
         self.count += 1
+        if self.notify is not None:
+            self.notify(self.count)
 
     def __exit__(self, *exc: object) -> None:
         for s, h in self._old.items():
@@ -224,15 +229,33 @@ def attach(remote: Remote, run_id: str, emit: EventSink, *, detach: bool = False
                                            remote.state_dir, run_id, str(seen)))
             assert proc.stdin is not None and proc.stdout is not None
             cancelled = 0
+            writing = {"now": False, "cancel_pending": False}
 
-            def send(msg: dict[str, Any], p: Any = proc) -> None:
+            def send(msg: dict[str, Any], p: Any = proc, w: dict = writing) -> None:
+                w["now"] = True
                 try:
                     p.stdin.write((json.dumps(msg) + "\n").encode())
                     p.stdin.flush()
                 except OSError:
                     pass
+                finally:
+                    w["now"] = False
+                if w["cancel_pending"]:
+                    w["cancel_pending"] = False
+                    send({"cancel": True})
 
+            def on_signal(count: int, w: dict = writing, s: Any = send) -> None:
+                # the cancel goes out at once: the main loop may be running the tests for a
+                # verdict, or waiting for the next event of a long step
+                if count == 1 and not detach:
+                    if w["now"]:
+                        w["cancel_pending"] = True
+                    else:
+                        s({"cancel": True})
+
+            sig.notify = on_signal
             for raw in proc.stdout:
+                give_up = time.monotonic() + REATTACH_FOR  # from the last line received
                 if sig.count > cancelled:
                     cancelled = sig.count
                     if sig.count == 1 and not detach:

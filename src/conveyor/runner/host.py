@@ -32,6 +32,7 @@ from conveyor.transport import LocalTransport
 
 HEARTBEAT_EVERY = 2.0
 CONTROLLER_GONE_AFTER = 20.0  # no heartbeat for this long: the controller is gone
+REATTACH_GRACE = 10.0  # a connection that ended (SSH cut) may attach again within this
 
 
 class FileVerdicts:
@@ -42,14 +43,19 @@ class FileVerdicts:
         self.emit = emit
 
     def controller_gone(self) -> str | None:
-        if (self.rd / "controller-gone").exists():
-            return "the controller's connection ended"
         if (self.rd / "cancel").exists():
             return "the controller cancelled the deployment"
         try:
-            age = time.time() - (self.rd / "heartbeat").stat().st_mtime
+            beat = (self.rd / "heartbeat").stat().st_mtime
         except OSError:
-            age = time.time() - self.rd.stat().st_mtime
+            beat = self.rd.stat().st_mtime
+        try:  # a connection that ended; a controller that attached again since supersedes it
+            ended = (self.rd / "controller-gone").stat().st_mtime
+        except OSError:
+            ended = None
+        if ended is not None and beat <= ended and time.time() - ended > REATTACH_GRACE:
+            return "the controller's connection ended"
+        age = time.time() - beat
         if age > CONTROLLER_GONE_AFTER:
             return f"no controller has been attached for {age:.0f} s"
         return None
@@ -65,11 +71,13 @@ class FileVerdicts:
                 io.output.extend(reply.get("output") or [])  # streamed by the controller
                 return dict(reply)
             gone = self.controller_gone()
-            if gone:
-                return {"rc": 1, "error": f"{gone} before the {step} verdict: the deployment "
-                        "is not validated"}
+            if gone:  # not a verdict: the step fails, the plan undoes to the previous version
+                cls = Interrupted if (self.rd / "cancel").exists() else ConveyorError
+                raise cls(f"{gone} before the {step} verdict: the deployment is not validated",
+                          hint="the previous version is put back; deploy again to retry")
             time.sleep(0.2)
-        return {"rc": 1, "error": f"no {step} verdict from the controller in time"}
+        raise ConveyorError(f"no {step} verdict from the controller in time: the deployment is "
+                            "not validated")
 
 
 def _check_cancel(rd: Path) -> None:
@@ -151,6 +159,7 @@ def attach(state_dir: str, run_id: str, offset: int = 0) -> int:
                 detached.set()
                 return
         if not done.is_set():
+            detached.set()  # no heartbeat after the marker: a later one is a new controller
             (rd / "controller-gone").touch()
         detached.set()
 
