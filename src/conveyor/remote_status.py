@@ -4,13 +4,20 @@ the host, its health, its migrations and its last deployment, read-only."""
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from conveyor import host
+from conveyor.commands import docker
+from conveyor.config import ContainerDatabase
+from conveyor.errors import ConveyorError
 from conveyor.http import http_get
 from conveyor.imageref import REVISION_LABEL
+from conveyor.migrations import queries
 from conveyor.records import actor
 from conveyor.steps import migrate_engine as engine
+from conveyor.steps.image import fetch_image_migrations
 from conveyor.steps.record import read_history, read_record
 from conveyor.targets.remote import Remote, tail
 
@@ -57,24 +64,80 @@ def _container_summary(c: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def _unknown(error: str) -> dict[str, Any]:
+    return {"ok": False, "error": error, "applied": [], "pending": [], "drift": []}
+
+
+def applied_rows(remote: Remote) -> list[str] | None:
+    """The applied-migrations query's rows, read by psql in the database container."""
+    db = remote.env.database
+    if not isinstance(db, ContainerDatabase) or not remote.db_container:
+        return None
+    r = remote.transport.run(docker.exec_(remote.db_container, [
+        "psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-U", db.user, "-d", db.name, "-c",
+        queries.APPLIED_SQL]), check=False, timeout=60)
+    if r.returncode != 0:
+        # no table yet is "nothing applied"; anything else is unknown
+        return [] if '"__diesel_schema_migrations" does not exist' in r.stderr else None
+    return r.stdout.splitlines()
+
+
+def status_from(rows: list[str], migrations: list[Any]) -> dict[str, Any]:
+    """Applied, pending and drift from the database's rows and the image's migration files."""
+    parsed = queries.parse_applied(rows)
+    if parsed is None:
+        return _unknown("cannot read the database's applied migrations")
+    files = {m.version: m for m in migrations}
+    applied, drift = [], []
+    for row in parsed:
+        if not row.in_diesel:
+            continue
+        m = files.get(row.version)
+        applied.append({"version": row.version, "name": m.name if m else row.name or "",
+                        "state": "applied" if m else "missing",
+                        "applied_at": row.applied_at or row.run_on})
+        if m is None:
+            drift.append({"kind": "missing", "version": row.version,
+                          "message": f"{row.version} is applied but not in the image"})
+        elif row.checksum and row.checksum != m.checksum:
+            drift.append({"kind": "edited", "version": row.version,
+                          "message": f"{m.name} was edited after it was applied"})
+    done = {a["version"] for a in applied}
+    pending = [{"version": m.version, "name": m.name} for m in migrations if m.version not in done]
+    return {"ok": True, "applied": applied, "pending": pending, "drift": drift}
+
+
 def migration_status(remote: Remote, image_ref: str) -> dict[str, Any]:
-    """Applied/pending migrations and drift, by the engine in a temporary container of the
-    running image (its migrations are the ones deployed). Read-only."""
+    """Applied/pending migrations and drift against the serving image's migrations. Read-only:
+    the rows by psql in the database container, the files copied out of the image (no
+    temporary container runs); a database reached by URL: the engine in conveyor's runner
+    image."""
     mcfg = remote.cfg.migrations
     if mcfg.command:
-        return {"ok": False, "error": "migrations.command is set: conveyor's engine does not "
-                "know this project's migration tool", "applied": [], "pending": [], "drift": []}
-    argv = engine.engine_argv(image_ref, name=None, network=remote.network,
-                                      labels=remote.labels("migrate-status"))
-    stdin = engine.engine_stdin("status", remote.database_url(), mcfg.container_dir,
-                                        lock_timeout=mcfg.lock_timeout, applied_by=actor())
+        return _unknown("migrations.command is set: conveyor's engine does not know this "
+                        "project's migration tool")
+    with tempfile.TemporaryDirectory(prefix="conveyor-status-") as tmp:
+        try:
+            migrations = fetch_image_migrations(remote, image_ref, Path(tmp))
+        except ConveyorError as exc:
+            return _unknown(str(exc))
+    rows = applied_rows(remote)
+    if rows is not None:
+        return status_from(rows, migrations)
+    if remote.managed_db:
+        return _unknown("cannot read the applied migrations in the database container")
+    files = f"{remote.state_dir}/status/migrations"
+    remote.transport.run(engine.copy_out_argv(remote, image_ref, files), check=False,
+                         timeout=300)
+    argv = engine.engine_argv(engine.engine_image(remote), files, name=None,
+                              network=remote.network, labels=remote.labels("migrate-status"))
+    stdin = engine.engine_stdin("status", remote.database_url(), lock_timeout=mcfg.lock_timeout,
+                                applied_by=actor())
     r = remote.transport.run(argv, input=stdin, check=False, timeout=120)
-    parsed = engine.parse_output(r.stdout)
-    res = parsed.result
+    res = engine.parse_output(r.stdout).result
     if not res or not res.get("ok"):
         res = res or {}
-        return {"ok": False, "error": res.get("text") or res.get("message")
-                or tail(r.stderr or r.stdout), "applied": [], "pending": [], "drift": []}
+        return _unknown(res.get("text") or res.get("message") or tail(r.stderr or r.stdout))
     return {"ok": True,
             "applied": [{"version": a["version"], "name": a["name"], "state": a["state"],
                          "applied_at": a.get("applied_at") or a.get("run_on")}

@@ -27,6 +27,7 @@ from conveyor.config import load_config
 from conveyor.errors import NotPromotable, ValidationFailed
 from conveyor.imageref import ImageRef
 from conveyor.plans import prod
+from conveyor.plans.deployment import run_deployment
 from conveyor.targets.remote import Remote
 
 # the fake host and the environment of test_prod_plans (pytest fixtures)
@@ -48,6 +49,10 @@ def setup(tmp_path, monkeypatch, app_server):
         {"id": "d1", "image": OLD, "result": "ok"},
         {"id": "d2", "image": NEW, "result": "ok", "revision": "newrev"}])
     monkeypatch.setattr(prod, "new_id", lambda: DID)
+    # the runner's stand-in: the same plan executed here, against the fake host (the runner
+    # itself is tested on the real test bed: tests/e2e, tests/faults)
+    monkeypatch.setattr(ci_promote, "run_on_host",
+                        lambda dep, job, emit, **kw: run_deployment(dep, emit))
 
     def make(validate_ok: bool = True):
         cfg = make_config(tmp_path, port, validate_ok=validate_ok)

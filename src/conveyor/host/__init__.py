@@ -30,6 +30,8 @@ SUMMARIES: dict[str, str] = {
     "backup": "docker exec $3 pg_dump --format=custom -U $4 -d $5 > $1/$2.dump.partial; verify "
               "(not empty, pg_restore --list reads it); metadata from stdin -> $1/$2.json; "
               "rename to $1/$2.dump; keep the newest $6 files matching $7 (never $8)",
+    "copy_out": "docker create $1 (never started), docker cp its $2 into the host directory $3 "
+                "(emptied first), docker rm",
     "list_backups": "name, size and metadata of the files in $1 matching $2",
     "verify_backup": "$1 is not empty and pg_restore --list (in $2) reads it",
     "restore": "in $2: psql -d postgres -c $5 -c $6 (a new database $4), pg_restore "

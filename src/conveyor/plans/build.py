@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conveyor import git, records
+from conveyor import git, host, records
 from conveyor.commands import docker
 from conveyor.config import Config
 from conveyor.errors import ConveyorError
@@ -47,30 +48,26 @@ def build_plan(cfg: Config, *, tag: str | None = None,
         labels[remote_migrate.FINGERPRINT_LABEL] = fp[0]
     argv = docker.build(ref, _abs(cfg, cfg.app.context), _abs(cfg, cfg.app.dockerfile),
                         build_args=cfg.app.build_args, labels=labels)
-    check_argv = remote_migrate.engine_argv(ref, name=None, network="none",
-                                            labels={docker.LABEL: cfg.app.name})
     local = LocalTransport(cwd=cfg.root_dir)
+    labels_argv = ("--label", f"{docker.LABEL}={cfg.app.name}")
 
     def verify(io: StepIO) -> None:
         """The label must describe the image's own migrations (a deploy trusts it to skip the
-        migration container): the engine discovers them inside the image."""
+        migration container): they are copied out of the image (never run) and discovered."""
         assert fp is not None
-        stdin = remote_migrate.engine_stdin("discover", "", cfg.migrations.container_dir,
-                                            lock_timeout=1, applied_by="conveyor build")
-        r = local.run(check_argv, input=stdin, check=False, timeout=300)
-        out = remote_migrate.parse_output(r.stdout).result or {}
-        found = out.get("migrations")
-        ok = found is not None and remote_migrate.fingerprint(
-            [(m["version"], m["checksum"]) for m in found]) == fp[0]
-        if not ok:
+        with tempfile.TemporaryDirectory(prefix="conveyor-build-") as tmp:
+            r = local.run(host.argv("copy_out", ref, cfg.migrations.container_dir,
+                                    f"{tmp}/m", *labels_argv), check=False, timeout=300)
+            found = remote_migrate.local_fingerprint(Path(tmp) / "m") if r.ok else None
+        if found is None or found[0] != fp[0]:
             local.run(docker.rmi(ref), check=False)
             raise ConveyorError(
                 f"the migrations in the image at {cfg.migrations.container_dir} are not the "
                 f"{fp[1]} in {cfg.migrations_dir}: "
-                + (f"found {len(found)}" if found is not None else
-                   (out.get("message") or r.stderr.strip()[-300:] or "cannot list them")),
-                hint="copy the migrations directory into the image at migrations.container_dir "
-                "(and python3 for conveyor's engine), or set migrations.command")
+                + (f"found {found[1]}" if found is not None else
+                   (r.stderr.strip()[-300:] or "cannot list them")),
+                hint="copy the migrations directory into the image at migrations.container_dir, "
+                "or set migrations.command")
         io.note(f"{fp[1]} migrations, fingerprint checked in the image")
 
     def action(st: BuildState, io: StepIO) -> None:
@@ -87,7 +84,8 @@ def build_plan(cfg: Config, *, tag: str | None = None,
 
     describe: list = [argv]
     if fp is not None:
-        describe += [remote_migrate.describe_engine_argv(check_argv),
+        describe += [host.shown(host.argv("copy_out", ref, cfg.migrations.container_dir,
+                                          "<a temporary directory>", *labels_argv)),
                      (f"  (checks label {remote_migrate.FINGERPRINT_LABEL}={fp[0]}: the "
                      f"image's {fp[1]} migrations)")]
     return Plan("build", [Step("build", action, describe=describe)]), ref

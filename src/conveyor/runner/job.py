@@ -87,6 +87,10 @@ def job_for(kind: str, dep: Deployment, opts: DeployOptions | ProdOptions,
             "migrations": cfg.migrations.model_dump(mode="json"),
             "registry": cfg.registry.model_dump(mode="json") if cfg.registry else None}
     image = dep.state.image
+    what = {"rollback": f"rollback {remote.name} to {image.ref if image else ''}",
+            "restore": f"restore {remote.name} from {extra.get('backup_id')}"}.get(
+        kind, f"{dep.record.kind} {remote.name} {image.ref if image else ''}")
+    extra = {"what": what, **extra}
     return Job(id=dep.record.id, kind=kind, env=remote.name, root=root,
                environment=remote.env.model_dump(mode="json"), options=_options(opts),
                image=asdict(image) if image else None, extra=extra, actor=dep.record.who,

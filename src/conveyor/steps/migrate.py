@@ -36,11 +36,22 @@ def nothing_to_migrate(remote: Remote, st: DeployState) -> str | None:
             "migrations (versions and checksums)")
 
 
+def copy_out(remote: Remote, io: StepIO, image_ref: str, dest: str) -> None:
+    """The image's migrations into `dest` on the host (the engine container mounts it)."""
+    r = io.run(engine.copy_out_argv(remote, image_ref, dest), check=False, timeout=300)
+    if r.returncode != 0:
+        raise MigrationStepFailed(
+            f"cannot copy the migrations out of {image_ref} "
+            f"({remote.cfg.migrations.container_dir}): {tail(r.stderr + r.stdout)}",
+            hint="migrations.container_dir must be where the image holds its migrations")
+
+
 def migrate_step(remote: Remote, image: ImageRef, deployment_id: str, *,
                  hint: str = DEV_HINT) -> Step[DeployState]:
     mcfg = remote.cfg.migrations
     name = remote.container_name("migrate", deployment_id)
     labels = remote.labels("migrate", **{"conveyor.deployment": deployment_id})
+    files = engine.migrations_dir(remote, deployment_id)
     if mcfg.command:
         env_path = f"{remote.state_dir}/migrate-{deployment_id}.env"
         run_argv = engine.user_command_argv(image.ref, mcfg.command, name=name,
@@ -50,10 +61,11 @@ def migrate_step(remote: Remote, image: ImageRef, deployment_id: str, *,
         describe: list = [host.shown(argv),
                           "stdin: env file with DATABASE_URL (0600, removed afterwards)"]
     else:
-        argv = engine.engine_argv(image.ref, name=name, network=remote.network, labels=labels)
-        describe = [engine.describe_engine_argv(argv),
-                    ("stdin: a JSON header with DATABASE_URL (never in argv) + conveyor's "
-                    f"migration engine ({len(engine.engine_zip())} bytes zip)")]
+        argv = engine.engine_argv("<conveyor's runner image>", files, name=name,
+                                  network=remote.network, labels=labels)
+        describe = [host.shown(engine.copy_out_argv(remote, image.ref, files)), argv,
+                    ("stdin: a JSON header with DATABASE_URL (never in argv); the engine runs in "
+                    "conveyor's runner image, the app image only gives its migrations")]
     if not mcfg.command and remote.managed_db:
         describe.append(f"(not started when the image's label {engine.FINGERPRINT_LABEL} equals "
                         "the fingerprint of the migrations the database has applied, read in "
@@ -71,14 +83,18 @@ def migrate_step(remote: Remote, image: ImageRef, deployment_id: str, *,
             if not line.startswith(engine.RESULT_MARK):
                 io.log(line)
 
+        run = argv
         if mcfg.command:
             stdin = env_file({"DATABASE_URL": url}, "DATABASE_URL").encode()
         else:
+            copy_out(remote, io, image.ref, files)
+            run = engine.engine_argv(engine.engine_image(remote), files, name=name,
+                                     network=remote.network, labels=labels)
             stdin = engine.engine_stdin(
-                "run", url, mcfg.container_dir, lock_timeout=mcfg.lock_timeout,
+                "run", url, lock_timeout=mcfg.lock_timeout,
                 applied_by=f"{actor()} via conveyor deploy {remote.name}")
         assert io.transport is not None
-        r = io.transport.run(argv, input=stdin, stream=sink, check=False, timeout=None)
+        r = io.transport.run(run, input=stdin, stream=sink, check=False, timeout=None)
         parsed = engine.parse_output(r.stdout)
         st.migrate_result = parsed.result
         if r.returncode != 0:

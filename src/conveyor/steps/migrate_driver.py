@@ -1,11 +1,10 @@
-"""Runs inside a temporary container of the application's image (shipped there by
-`conveyor.steps.migrate_engine`, never installed): applies the pending migrations, reverts
-exactly the given ones, or reports their status, with conveyor's engine, and ends with one
-machine-readable result line.
+"""Runs inside a temporary container of conveyor's runner image (`python -m
+conveyor.steps.migrate_driver`, see `conveyor.steps.migrate_engine`): applies the pending
+migrations, reverts exactly the given ones, or reports their status, with conveyor's engine,
+and ends with one machine-readable result line. The header comes as one JSON line on stdin.
 
-Standard library and `conveyor.migrations` only: the image has python3 and libpq (psycopg's
-wheel) but not conveyor. Progress lines go to stdout as they happen; the last line is
-`RESULT_MARK` followed by a JSON object.
+Progress lines go to stdout as they happen; the last line is `RESULT_MARK` followed by a
+JSON object.
 """
 
 from __future__ import annotations
@@ -84,3 +83,7 @@ def main(header: dict) -> int:
         out = {"ok": False, **exc.to_dict(), "text": str(exc)}
     print(RESULT_MARK + json.dumps(out, default=str), flush=True)
     return 0 if out["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(json.loads(sys.stdin.readline())))

@@ -1,100 +1,72 @@
-"""Migrations in a temporary container of the new image, on the database's network.
+"""conveyor's migration engine in a temporary container of conveyor's RUNNER image, on the
+database's network: the app's image needs neither python3 nor libpq, only its migrations
+(`migrations.container_dir`), which are copied out of it first without running it
+(host/copy_out.sh) into the run's directory on the host and mounted read-only:
 
-The image holds python3 + libpq and its migrations (`migrations.container_dir`), not conveyor.
-conveyor's engine is shipped at run time: an in-memory zip of `conveyor.migrations` (its .py
-files: standard library + libpq only) and a small driver, piped on stdin to
+    docker run --rm --interactive --network NET --volume DIR:/migrations:ro RUNNER_IMAGE \
+        (entrypoint python) -m conveyor.steps.migrate_driver
 
-    docker run --rm --interactive --network NET IMAGE@DIGEST python3 -c BOOTSTRAP
+The driver reads one JSON header line on stdin (the database URL among it): the URL never
+appears in any argv: not in `ps` on the host, not in `--dry-run`, not in records.
 
-The first stdin line is a JSON header (the database URL among it), then the zip. The URL thus
-never appears in any argv: not in `ps` on the host, not in `--dry-run`, not in records.
-
-With `migrations.command` set, that command runs instead, with DATABASE_URL from an env file
-(0600, removed when the command ends, whatever its outcome).
+With `migrations.command` set, that command runs instead in a temporary container of the APP
+image, with DATABASE_URL from an env file (0600, removed when the command ends).
 """
 
 from __future__ import annotations
 
-import functools
-import io
 import json
-import zipfile
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conveyor import host
 from conveyor.commands import docker
 from conveyor.migrations import queries
 from conveyor.steps.migrate_driver import RESULT_MARK
+from conveyor.targets.remote import Remote
 
-DRIVER_MODULE = "conveyor_migrate_driver"
-
-# Kept short: it is visible in `ps` on the host (and contains no secret).
-BOOTSTRAP = (
-    "import sys,json,tempfile\n"
-    "i=sys.stdin.buffer\n"
-    "h=json.loads(i.readline())\n"
-    "z=i.read(h['zip'])\n"
-    "f=tempfile.NamedTemporaryFile(prefix='conveyor-engine-',suffix='.zip',delete=False)\n"
-    "f.write(z);f.close()\n"
-    "sys.path.insert(0,f.name)\n"
-    f"import {DRIVER_MODULE} as d\n"
-    "sys.exit(d.main(h))\n"
-)
-
-_FIXED_TIME = (2020, 1, 1, 0, 0, 0)
+ENGINE_DIR = "/migrations"  # where the engine container sees the migrations
 
 
-@functools.lru_cache(maxsize=1)
-def engine_zip() -> bytes:
-    """conveyor.migrations (.py files only) + the driver, deterministic bytes."""
-    import conveyor.migrations as pkg
+def engine_image(remote: Remote) -> str:
+    """The runner image (the runner knows its own; elsewhere it is computed from conveyor)."""
+    own = os.environ.get("CONVEYOR_RUNNER_IMAGE")
+    if own:
+        return own
+    from conveyor.runner.image import image_ref
 
-    root = Path(pkg.__file__).parent
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-
-        def add(name: str, data: bytes) -> None:
-            info = zipfile.ZipInfo(name, _FIXED_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, data)
-
-        add("conveyor/__init__.py", b'"""conveyor (only its migration engine, shipped)."""\n')
-        masking = root.parent / "masking.py"
-        if masking.exists():  # the engine's one dependency outside its package
-            add("conveyor/masking.py", masking.read_bytes())
-        for path in sorted(root.rglob("*.py")):
-            add(f"conveyor/migrations/{path.relative_to(root).as_posix()}", path.read_bytes())
-        driver = Path(__file__).with_name("migrate_driver.py")  # conveyor.steps.migrate_driver
-        add(f"{DRIVER_MODULE}.py", driver.read_bytes())
-    return buf.getvalue()
+    return image_ref(remote.cfg)
 
 
-def engine_stdin(command: str, database_url: str, migration_dir: str, *,
-                 lock_timeout: float, applied_by: str,
+def migrations_dir(remote: Remote, deployment_id: str, what: str = "migrations") -> str:
+    """Where a run keeps the migrations it copied out of an image, on the host."""
+    return f"{remote.state_dir}/runs/{deployment_id}/{what}"
+
+
+def copy_out_argv(remote: Remote, image_ref: str, dest: str) -> tuple[str, ...]:
+    labels = [a for k, v in remote.labels("inspect").items() for a in ("--label", f"{k}={v}")]
+    return host.argv("copy_out", image_ref, remote.cfg.migrations.container_dir, dest, *labels)
+
+
+def engine_stdin(command: str, database_url: str, *, lock_timeout: float, applied_by: str,
                  versions: Sequence[str] | None = None) -> bytes:
-    """What the bootstrap reads: one JSON header line (holds the URL), then the zip.
-    `versions`: the migrations `revert` reverts, newest first."""
-    z = engine_zip()
+    """The driver's one header line. `versions`: what `revert` reverts, newest first."""
     header: dict[str, Any] = {
-        "command": command, "database_url": database_url, "migration_dir": migration_dir,
-        "lock_timeout": lock_timeout, "applied_by": applied_by, "zip": len(z)}
+        "command": command, "database_url": database_url, "migration_dir": ENGINE_DIR,
+        "lock_timeout": lock_timeout, "applied_by": applied_by}
     if versions is not None:
         header["versions"] = list(versions)
-    return json.dumps(header).encode() + b"\n" + z
+    return json.dumps(header).encode() + b"\n"
 
 
-def engine_argv(image: str, *, name: str | None, network: str | None,
+def engine_argv(runner_image: str, migrations: str, *, name: str | None, network: str | None,
                 labels: Mapping[str, str]) -> tuple[str, ...]:
-    return docker.run(image, name=name, rm=True, interactive=True, network=network,
-                      labels=labels, entrypoint="python3", command=("-c", BOOTSTRAP))
-
-
-def describe_engine_argv(argv: Sequence[str]) -> list[str]:
-    """The argv as shown by --dry-run: the bootstrap abbreviated (it is fixed text)."""
-    return ["<conveyor engine bootstrap>" if a == BOOTSTRAP else a for a in argv]
+    return docker.run(runner_image, name=name, rm=True, interactive=True, network=network,
+                      labels=labels, volumes=[f"{migrations}:{ENGINE_DIR}:ro"],
+                      entrypoint="python", command=("-m", "conveyor.steps.migrate_driver"))
 
 
 def user_command_argv(image: str, command: Sequence[str], *, name: str | None,

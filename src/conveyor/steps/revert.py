@@ -98,8 +98,11 @@ def rollback_plan_step(remote: Remote, target: ImageRef, opts: ProdOptions) -> S
         writes=("revert",))
 
 
-def revert_argv(remote: Remote, image_ref: str, deployment_id: str) -> tuple[str, ...]:
-    return engine.engine_argv(image_ref, name=remote.container_name("revert", deployment_id),
+def revert_argv(remote: Remote, runner_image: str, deployment_id: str) -> tuple[str, ...]:
+    """The engine (in conveyor's runner image) with the down.sql copied out of the image that
+    has them."""
+    return engine.engine_argv(runner_image, engine.migrations_dir(remote, deployment_id, "revert"),
+                              name=remote.container_name("revert", deployment_id),
                               network=remote.network,
                               labels=remote.labels("revert",
                                                    **{"conveyor.deployment": deployment_id}))
@@ -112,7 +115,12 @@ def revert_step(remote: Remote, deployment_id: str) -> Step[DeployState]:
             io.note("nothing to revert")
             return
         mcfg = remote.cfg.migrations
-        stdin = engine.engine_stdin("revert", remote.database_url(), mcfg.container_dir,
+        files = engine.migrations_dir(remote, deployment_id, "revert")
+        r = io.run(engine.copy_out_argv(remote, rv.image, files), check=False, timeout=300)
+        if r.returncode != 0:
+            raise MigrationStepFailed(f"cannot copy the migrations out of {rv.image}: "
+                                      f"{tail(r.stderr + r.stdout)}")
+        stdin = engine.engine_stdin("revert", remote.database_url(),
                                     lock_timeout=mcfg.lock_timeout,
                                     applied_by=f"{actor()} via conveyor rollback {remote.name}",
                                     versions=rv.versions)
@@ -122,8 +130,8 @@ def revert_step(remote: Remote, deployment_id: str) -> Step[DeployState]:
                 io.log(line)
 
         assert io.transport is not None
-        r = io.transport.run(revert_argv(remote, rv.image, deployment_id), input=stdin,
-                             stream=sink, check=False, timeout=None)
+        r = io.transport.run(revert_argv(remote, engine.engine_image(remote), deployment_id),
+                             input=stdin, stream=sink, check=False, timeout=None)
         parsed = engine.parse_output(r.stdout)
         st.migrate_result = parsed.result
         res = parsed.result or {}
@@ -138,7 +146,7 @@ def revert_step(remote: Remote, deployment_id: str) -> Step[DeployState]:
         io.note(f"reverted {len(done)}: {', '.join(done)}")
 
     return Step("revert", action, describe=[
-        engine.describe_engine_argv(revert_argv(remote, "<image with the down.sql>",
-                                                deployment_id)),
-        ("stdin: a JSON header (DATABASE_URL, the versions to revert) + conveyor's migration "
-        "engine (zip)")], reads=("revert",), writes=("migrate_result", "migrations_reverted"))
+        host.shown(engine.copy_out_argv(remote, "<image with the down.sql>",
+                                        engine.migrations_dir(remote, deployment_id, "revert"))),
+        revert_argv(remote, "<conveyor's runner image>", deployment_id),
+        "stdin: a JSON header (DATABASE_URL, the versions to revert)"], reads=("revert",), writes=("migrate_result", "migrations_reverted"))

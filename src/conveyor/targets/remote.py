@@ -32,7 +32,7 @@ def ssh_target(cfg: Config, env_name: str) -> SshTarget:
         return p if os.path.isabs(p) else str(cfg.root_dir / p)
 
     return SshTarget(host=host, user=user, port=port, known_hosts=path(env.known_hosts),
-                     identity=path(env.ssh_key))
+                     identity=path(env.ssh_key), env_name=env_name)
 
 
 def env_file(values: dict[str, str], where: str) -> str:
