@@ -17,20 +17,15 @@ instead (documented in docs/diesel-compat.md): two directories with the same ver
 longer than Diesel's ``VARCHAR(50)`` column or an empty one, an empty ``up.sql``, a
 ``metadata.toml`` that is not valid TOML or whose ``run_in_transaction`` is not a boolean.
 
-Stdlib only (``tomllib`` is imported only for a ``metadata.toml`` that is more than
-``run_in_transaction = true|false`` and comments).
+Standard library only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-
-TYPE_CHECKING = False  # not `from typing import ...`: typing costs ~3 ms of start-up
-
-if TYPE_CHECKING:  # pathlib is imported lazily: it is not needed to run migrations
-    from collections.abc import Callable
-    from pathlib import Path
-    from typing import Any
+import tomllib
+from pathlib import Path
 
 from conveyor.migrations.errors import DiscoveryError
 
@@ -46,8 +41,8 @@ def version_from_name(name: str) -> str:
 class Migration:
     """One migration directory (immutable value: equality, hash and repr over its fields).
 
-    Written by hand instead of ``@dataclass(frozen=True)``: importing ``dataclasses`` pulls in
-    ``inspect`` and costs more start-up time than a no-op ``conveyor migrate run`` can spare.
+    Written by hand rather than as a frozen dataclass because ``down_sql`` is read from disk
+    only when first asked for (most commands never need it), yet takes part in equality.
     """
 
     __slots__ = (
@@ -62,7 +57,7 @@ class Migration:
     _FIELDS = ("version", "name", "directory", "up_sql", "down_sql", "run_in_transaction",
                "checksum")
 
-    _dir: Path | str
+    _dir: Path
     _down: str | None | _Unread
     version: str
     #: the full directory name, e.g. ``2023-11-01-120000_create_users``
@@ -78,7 +73,7 @@ class Migration:
         set_ = object.__setattr__  # __setattr__ refuses (immutable)
         set_(self, "version", version)
         set_(self, "name", name)
-        set_(self, "_dir", directory)
+        set_(self, "_dir", Path(directory))
         set_(self, "up_sql", up_sql)
         set_(self, "_down", down_sql)
         set_(self, "run_in_transaction", run_in_transaction)
@@ -86,13 +81,7 @@ class Migration:
 
     @property
     def directory(self) -> Path:
-        from pathlib import Path
-
-        d = self._dir
-        if not isinstance(d, Path):
-            d = Path(d)
-            object.__setattr__(self, "_dir", d)
-        return d
+        return self._dir
 
     @property
     def down_sql(self) -> str | None:
@@ -162,31 +151,8 @@ class _Unread:
 _UNREAD = _Unread()
 
 
-_sha256: Callable[[bytes], Any] | None = None
-
-
-def _builtin_sha256() -> Callable[[bytes], Any]:
-    try:
-        from _sha256 import sha256  # type: ignore[import-not-found]  # Python <= 3.11
-    except ImportError:
-        try:
-            from _sha2 import sha256  # type: ignore[import-not-found]  # Python >= 3.12
-        except ImportError:  # pragma: no cover - a build without them
-            from hashlib import sha256
-    return sha256
-
-
 def checksum_of(data: bytes) -> str:
-    """sha256 hex digest. Small files use the interpreter's built-in sha256 (importing
-    ``hashlib`` loads OpenSSL's ``_hashlib``: ~2.5 ms of start-up); large ones OpenSSL's,
-    which is faster per byte. Same digest either way."""
-    global _sha256
-    if len(data) < 1 << 16:
-        if _sha256 is None:
-            _sha256 = _builtin_sha256()
-        return _sha256(data).hexdigest()
-    import hashlib
-
+    """sha256 hex digest (of up.sql's bytes)."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -233,34 +199,10 @@ def _read_text(path) -> tuple[bytes, str]:
     return data, _decode(data, path)
 
 
-_TRIVIAL_TOML = {
-    "run_in_transaction=false": False,
-    "run_in_transaction=true": True,
-    "": False,  # a metadata.toml without the key: serde's default for bool, i.e. false
-}
-
-
 def _run_in_transaction(path) -> bool:
     if not os.path.isfile(path):
         return True  # no metadata.toml: Diesel's TomlMetadata::default(), i.e. true
     _, text = _read_text(path)
-    # The common files ("run_in_transaction = false", comments) without importing tomllib.
-    lines = [ln.split("#", 1)[0].replace(" ", "").replace("\t", "") for ln in text.splitlines()]
-    key = "".join(ln for ln in lines if ln)
-    if key in _TRIVIAL_TOML and '"' not in text and "'" not in text:
-        return _TRIVIAL_TOML[key]
-    try:
-        import tomllib
-    except ImportError:  # Python < 3.11 (e.g. inside an application image)
-        try:
-            import tomli as tomllib  # type: ignore[import-not-found, no-redef]
-        except ImportError:
-            raise DiscoveryError(
-                f"Cannot read {path}: it is more than `run_in_transaction = true|false` and "
-                "this Python has no TOML parser (tomllib is Python 3.11+).", path,
-                "Use Python 3.11+, install tomli, or reduce the file to that one line.",
-            ) from None
-
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
