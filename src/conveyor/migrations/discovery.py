@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tomllib
 from pathlib import Path
 
 from conveyor.migrations.errors import DiscoveryError
@@ -203,6 +202,8 @@ def _run_in_transaction(path) -> bool:
     if not os.path.isfile(path):
         return True  # no metadata.toml: Diesel's TomlMetadata::default(), i.e. true
     _, text = _read_text(path)
+    import tomllib  # only for a migration with a metadata.toml
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -65,7 +65,6 @@ from conveyor.migrations.errors import (
     MigrationFailed,
     NotRevertible,
 )
-from conveyor.migrations.failure import describe_failure, failing_segment
 from conveyor.migrations.lock import LOCK_KEY, lock_and_setup, lost
 from conveyor.migrations.queries import (
     CONVEYOR_TABLE,
@@ -361,6 +360,8 @@ class Migrator:
 
     def _failure(self, s: Session, msg: Message, exc: ServerError, result: RunResult,
                  single_transaction: bool) -> MigrationFailed:
+        from conveyor.migrations.failure import describe_failure, failing_segment  # on failure
+
         results = exc.results
         found = list(markers(results, s.nonce))
         k_fail = failing_segment(msg.segments, exc, len(found))
