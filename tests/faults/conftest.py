@@ -65,7 +65,7 @@ def testbed() -> dict:
     return testbed_up()
 
 
-def testbed_module():
+def bed_script():
     """scripts/testbed as a module: its own functions start and stop its services."""
     path = str(REPO / "scripts" / "testbed")
     loader = importlib.machinery.SourceFileLoader("conveyor_testbed_script", path)

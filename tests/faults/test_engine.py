@@ -9,7 +9,7 @@ import secrets
 
 import pytest
 
-from tests.faults.conftest import Bed, Run, poll, record, testbed_module
+from tests.faults.conftest import Bed, Run, bed_script, poll, record
 
 ENV = "dev"
 
@@ -29,7 +29,7 @@ def bed(testbed, tmp_path_factory):
 
 
 def test_engine_restarted_during_migrate(bed):
-    tb = testbed_module()
+    tb = bed_script()
     vm = tb.VMS[ENV]
     old = bed.serving(ENV)
     bed.write_note(ENV)

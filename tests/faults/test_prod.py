@@ -16,9 +16,9 @@ from tests.faults.conftest import (
     SLOW_START_SECONDS,
     Bed,
     Run,
+    bed_script,
     poll,
     record,
-    testbed_module,
 )
 
 ENV = "prod"
@@ -107,7 +107,7 @@ def test_ssh_cut_during_health(bed, tmp_path):
 def test_registry_down(bed):
     """The registry is stopped (by its PID) for the whole deploy of an image prod has not pulled:
     the deploy fails at pull, before anything stops; prod keeps serving."""
-    tb = testbed_module()
+    tb = bed_script()
     old = bed.serving(ENV)
     bed.write_note(ENV)
     new = bed.new_version(dev=True)
