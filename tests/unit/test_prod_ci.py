@@ -63,7 +63,7 @@ def setup(tmp_path, monkeypatch, app_server):
 
 
 def test_the_digest_that_passed_dev_is_promoted_and_the_stage_filled(setup):
-    cfg, _host, app = setup()
+    cfg, host, app = setup()
     events: list[dict] = []
     stage = StageReport("promote prod")
     image = ImageRef("127.0.0.1:5000/notes", NEW_DIGEST, "c0ffee" * 6 + "abcd", "c0ffee")
@@ -80,6 +80,11 @@ def test_the_digest_that_passed_dev_is_promoted_and_the_stage_filled(setup):
     assert stage.detail.startswith(f"deployment {DID} (passed dev in deployment d2): "
                                    "http://127.0.0.1:")
     assert "migrate: applied 1: 2026-02-01-000001_add_color" in stage.detail
+    # the migrations copied out of the promoted image, the engine in conveyor's runner image
+    calls = {pp.kind(a): a for a, _ in host.calls}
+    assert calls["copy-out"] == pp.copy_out_argv(NEW, f"{pp.RUN_DIR}/migrations")
+    assert calls["migrate"] == pp.engine_run_argv("migrate", f"{pp.RUN_DIR}/migrations")
+    assert not any(PASSWORD in x for argv, _ in host.calls for x in argv)
     assert "validating" in stage.output
     assert events[0]["text"].startswith(f"promote {NEW} (passed dev in deployment d2) to prod")
 

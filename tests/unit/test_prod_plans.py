@@ -59,6 +59,25 @@ V2 = {**V1, "2026-02-01-000001_add_color": {"up.sql": "ALTER TABLE notes ADD COL
                                             "down.sql": "ALTER TABLE notes DROP COLUMN color;\n"}}
 APPLIED_V1 = "20260101000001 20260101000001 " + "0" * 64
 APPLIED_V2 = APPLIED_V1 + "\n20260201000001 20260201000001 " + "1" * 64
+RUNNER = "127.0.0.1:5000/conveyor-runner:0.0.0-test"  # CONVEYOR_RUNNER_IMAGE in env_secrets
+RUN_DIR = f"/srv/conveyor/notes/prod/runs/{DID}"  # the run's directory on the host
+NO_TABLE = 'ERROR:  relation "__diesel_schema_migrations" does not exist\n'
+
+
+def copy_out_argv(image: str, dest: str) -> tuple[str, ...]:
+    """The image's migrations copied out (never run) into `dest` on the host."""
+    return ("sh", "-c", hs.script("copy_out"), "conveyor-copy-out", image, "/app/migrations",
+            dest, "--label", "conveyor.app=notes", "--label", "conveyor.env=prod",
+            "--label", "conveyor.role=inspect")
+
+
+def engine_run_argv(role: str, dest: str) -> tuple[str, ...]:
+    """conveyor's engine in a temporary container of the runner image, `dest` mounted."""
+    return ("docker", "run", "--rm", "--interactive", "--name", f"notes-prod-{role}-{DID}".lower(),
+            "--network", "notes-prod", "--volume", f"{dest}:/migrations:ro",
+            "--label", "conveyor.app=notes", "--label", "conveyor.env=prod",
+            "--label", f"conveyor.role={role}", "--label", f"conveyor.deployment={DID}",
+            "--entrypoint", "python", RUNNER, "-m", "conveyor.steps.migrate_driver")
 
 
 def tar_b64(files: dict[str, dict[str, str]]) -> str:
@@ -83,7 +102,7 @@ def kind(argv) -> str:
              hs.script("unlock"): "unlock", hs.script("image_files"): "files",
              hs.script("backup"): "backup", hs.script("verify_backup"): "verify",
              hs.script("restore"): "restore-db", hs.script("swap"): "swap",
-             hs.script("list_backups"): "list"}
+             hs.script("list_backups"): "list", hs.script("copy_out"): "copy-out"}
     if script in names:
         return names[script]
     if "no previous container to restore" in text:
@@ -92,10 +111,13 @@ def kind(argv) -> str:
         return "prepare"
     if "docker rename notes-prod-app-next notes-prod-app" in text:
         return "start"
-    if "-migrate-" in text and "--entrypoint python3" in text:
+    driver = argv[:2] == ("docker", "run") and argv[-2:] == ("-m", "conveyor.steps.migrate_driver")
+    if driver and "-migrate-" in text:
         return "migrate"
-    if "-revert-" in text and "--entrypoint python3" in text:
+    if driver and "-revert-" in text:
         return "revert"
+    if driver:
+        return "engine"
     if argv[:2] == ("docker", "stop"):
         return "stop"
     if argv == ("docker", "start", "notes-prod-app"):
@@ -191,6 +213,7 @@ def env_secrets(monkeypatch):
     monkeypatch.setenv("NOTES_PROD_DB_PASSWORD", PASSWORD)
     monkeypatch.setenv("NOTES_DEV_DB_PASSWORD", "dev-pw-123")
     monkeypatch.setenv("CONVEYOR_ACTOR", "alice")
+    monkeypatch.setenv("CONVEYOR_RUNNER_IMAGE", RUNNER)
 
 
 def make_config(tmp_path: Path, port: int, *, validate_ok: bool = True):
@@ -333,8 +356,11 @@ def test_a_promotion_runs_in_order_and_records_plan_backup_and_outcome(tmp_path,
     _remote, dep = plan(tmp_path, port, host)
     result = run_deployment(dep, lambda e: None)
     assert result.ok, result.error
-    assert host.names() == ["lock", "files", "backup", "prepare", "stop", "migrate", "start",
-                            "record"]
+    assert host.names() == ["lock", "files", "backup", "prepare", "stop", "copy-out", "migrate",
+                            "start", "record"]
+    copy_out, migrate = (a for a, _ in host.calls if kind(a) in ("copy-out", "migrate"))
+    assert copy_out == copy_out_argv(NEW, f"{RUN_DIR}/migrations")
+    assert migrate == engine_run_argv("migrate", f"{RUN_DIR}/migrations")
     assert app.serving == "new"
     rec = dep.record.as_dict()
     assert rec["result"] == "ok" and rec["kind"] == "promote"
@@ -362,6 +388,12 @@ def test_secrets_travel_on_stdin_only(tmp_path, app_server):
                 stdin if isinstance(stdin, bytes) else stdin.encode()), kind(argv)
     env_in = next(i for a, i in host.calls if kind(a) == "prepare")
     assert f"DATABASE_URL=postgresql://notes:{PASSWORD}@notes-prod-db:5432/notes" in env_in
+    migrate_in = next(i for a, i in host.calls if kind(a) == "migrate")
+    head, _, rest = migrate_in.partition(b"\n")
+    assert rest == b""  # the driver's one header line: the URL there, never in argv
+    assert json.loads(head)["database_url"] == \
+        f"postgresql://notes:{PASSWORD}@notes-prod-db:5432/notes"
+    assert json.loads(head)["migration_dir"] == "/migrations"
     backup_in = json.loads(next(i for a, i in host.calls if kind(a) == "backup"))
     assert backup_in["image"] == OLD and backup_in["migrations"] == ["20260101000001"]
 
@@ -439,8 +471,8 @@ def test_a_failing_migration_restarts_the_old_container_and_says_the_schema_is_u
     result = run_deployment(dep, lambda e: None)
     assert isinstance(result.error, MigrationStepFailed)
     assert "boom" in str(result.error)
-    assert host.names()[:9] == ["lock", "files", "backup", "prepare", "stop", "migrate",
-                                "start-old", "rm-next", "applied"]
+    assert host.names()[:10] == ["lock", "files", "backup", "prepare", "stop", "copy-out",
+                                 "migrate", "start-old", "rm-next", "applied"]
     assert host.names()[-1] == "record"
     assert app.serving == "old"
     out = dep.state.outcome
@@ -509,29 +541,64 @@ def test_the_first_deployment_has_nothing_to_fall_back_to(tmp_path, app_server):
     app.serving = "none"
     app.new_status = 500
     host = host_for(app, current=False, applied="::unknown::")
-    # no Diesel table yet: the applied migrations come from the engine's status, run in a
-    # temporary container of the new image
-    status = {"ok": True, "applied": [], "pending": [], "problems": []}
-    orig = host.run
-
-    def run(argv, **kw):
-        if "--entrypoint python3" in " ".join(argv) and "-migrate-" not in " ".join(argv):
-            host.calls.append((tuple(argv), kw.get("input")))
-            return Result(tuple(argv), 0, engine.RESULT_MARK + json.dumps(status) + "\n",
-                          "", 0.0)
-        return orig(argv, **kw)
-
-    host.run = run
+    # no Diesel table yet: the lock step could not read it; psql in the database container
+    # says so (nothing applied), no engine container runs for the status
+    host.on("applied", rc=1, err=NO_TABLE)
     _remote, dep = plan(tmp_path, port, host)
     result = run_deployment(dep, lambda e: None)
     assert isinstance(result.error, HealthCheckFailed)
     assert dep.record.details["pending"] == list(V2)
+    names = host.names()
+    assert "engine" not in names  # the status: psql and the image's files, no container
+    assert names.index("files") < names.index("applied") < names.index("backup")
+    assert names.index("copy-out") + 1 == names.index("migrate")
+    psql = next(a for a, _ in host.calls if kind(a) == "applied")
+    assert psql == ("docker", "exec", "notes-prod-db", "psql", "-XAtq", "-v", "ON_ERROR_STOP=1",
+                    "-U", "notes", "-d", "notes", "-c", engine.APPLIED_SQL)
     parked = [a for a, _ in host.calls if "docker rename notes-prod-app notes-prod-app-failed"
               in " ".join(a)]
     assert parked, host.names()  # the failing new container is stopped, kept as -failed
     assert not [a for a, _ in host.calls if kind(a) in ("stop", "start-old")]
     out = dep.state.outcome
     assert any("no previous version" in line for line in out["lines"])
+
+
+def test_the_status_of_a_managed_database_reads_rows_by_psql_and_runs_no_container(tmp_path,
+                                                                                   app_server):
+    from conveyor.migrations import discover
+    from conveyor.remote_status import migration_status
+
+    port, app = app_server
+    d = tmp_path / "m"
+    for name, contents in V2.items():
+        (d / name).mkdir(parents=True)
+        for f, text in contents.items():
+            (d / name / f).write_text(text)
+    checksum = {m.version: m.checksum for m in discover(d)}
+    # V1's migration applied as it is in the image, and one the image does not have
+    rows = (f"20260101000001 20260101000001 {checksum['20260101000001']}\n"
+            "20251201000001 20251201000001 " + "2" * 64 + "\n")
+    host = host_for(app).on("applied", out=rows)
+    remote = Remote(make_config(tmp_path, port), "prod", transport_factory=lambda r: host)
+    status = migration_status(remote, NEW)
+    assert host.names() == ["files", "applied"]  # no copy out, no engine container
+    assert status["ok"] is True
+    assert [(a["version"], a["state"]) for a in status["applied"]] == [
+        ("20260101000001", "applied"), ("20251201000001", "missing")]
+    assert status["pending"] == [{"version": "20260201000001",
+                                  "name": "2026-02-01-000001_add_color"}]
+    assert [(p["kind"], p["version"]) for p in status["drift"]] == [("missing", "20251201000001")]
+    # an applied migration edited since: drift; no Diesel table yet: nothing applied
+    host.on("applied", out=APPLIED_V1 + "\n")
+    assert [p["kind"] for p in migration_status(remote, NEW)["drift"]] == ["edited"]
+    host.on("applied", rc=1, err=NO_TABLE)
+    status = migration_status(remote, NEW)
+    assert status["ok"] is True and status["applied"] == [] and len(status["pending"]) == 2
+    # any other psql failure is unknown, not "nothing applied"
+    host.on("applied", rc=2, err="psql: error: connection refused\n")
+    status = migration_status(remote, NEW)
+    assert status["ok"] is False and "cannot read the applied migrations" in status["error"]
+    assert "engine" not in host.names() and "copy-out" not in host.names()
 
 
 # --------------------------------------------------------------------------- which image
@@ -634,42 +701,45 @@ def test_rollback_with_migrations_reverts_through_the_image_that_has_them(tmp_pa
     assert dep.state.revert.as_dict() == {"versions": ["20260201000001"], "image": OLD,
                                           "names": ["2026-02-01-000001_add_color"]}
     assert dep.record.details["revert_plan"] == dep.state.revert.as_dict()
+    # the down.sql copied out of the image that has them (the serving one, OLD), then the
+    # engine in the runner image with that directory mounted
+    names = host.names()
+    assert names.index("copy-out") + 1 == names.index("revert")
+    copy_out, copy_in = next((a, i) for a, i in host.calls if kind(a) == "copy-out")
+    assert copy_out == copy_out_argv(OLD, f"{RUN_DIR}/revert") and copy_in is None
     revert_argv, revert_in = next((a, i) for a, i in host.calls if kind(a) == "revert")
-    assert revert_argv == engine.engine_argv(
-        OLD, name=f"notes-prod-revert-{DID}".lower(), network="notes-prod",
-        labels={"conveyor.app": "notes", "conveyor.env": "prod", "conveyor.role": "revert",
-                "conveyor.deployment": DID})
+    assert revert_argv == engine_run_argv("revert", f"{RUN_DIR}/revert")
     assert not any(PASSWORD in a for a in revert_argv)
-    # conveyor's normal engine bootstrap: a JSON header (command "revert", the versions,
-    # the URL that never is in argv), then the engine's zip
+    # the driver's one header line: command "revert", the versions, the URL that never is in
+    # argv; nothing after it
     head, _, rest = revert_in.partition(b"\n")
-    header = json.loads(head)
-    assert header["command"] == "revert" and header["versions"] == ["20260201000001"]
-    assert header["database_url"] == f"postgresql://notes:{PASSWORD}@notes-prod-db:5432/notes"
-    assert rest == engine.engine_zip() and header["zip"] == len(rest)
+    assert rest == b""
+    assert json.loads(head) == {
+        "command": "revert",
+        "database_url": f"postgresql://notes:{PASSWORD}@notes-prod-db:5432/notes",
+        "migration_dir": "/migrations", "lock_timeout": json.loads(head)["lock_timeout"],
+        "applied_by": "alice via conveyor rollback prod", "versions": ["20260201000001"]}
     assert dep.record.kind == "rollback"
     assert dep.state.migrations_reverted == ["2026-02-01-000001_add_color"]
 
 
 def test_the_engine_header_carries_the_versions_to_revert():
     url = f"postgresql://notes:{PASSWORD}@notes-prod-db:5432/notes"
-    data = engine.engine_stdin("revert", url, "/app/migrations", lock_timeout=5.0,
-                               applied_by="alice", versions=("20260201000001", "20260101000001"))
+    data = engine.engine_stdin("revert", url, lock_timeout=5.0, applied_by="alice",
+                               versions=("20260201000001", "20260101000001"))
     head, _, rest = data.partition(b"\n")
+    # the migrations are where the engine container mounts them
     assert json.loads(head) == {"command": "revert", "database_url": url,
-                                "migration_dir": "/app/migrations", "lock_timeout": 5.0,
-                                "applied_by": "alice", "zip": len(engine.engine_zip()),
+                                "migration_dir": "/migrations", "lock_timeout": 5.0,
+                                "applied_by": "alice",
                                 "versions": ["20260201000001", "20260101000001"]}
-    assert rest == engine.engine_zip()
-    # the driver ships in the zip, under the name the bootstrap imports
-    import zipfile
-
-    names = zipfile.ZipFile(io.BytesIO(rest)).namelist()
-    assert f"{engine.DRIVER_MODULE}.py" in names
-    assert f"import {engine.DRIVER_MODULE} as d" in engine.BOOTSTRAP
+    assert rest == b""  # one line: what `python -m conveyor.steps.migrate_driver` reads
     # without versions (run, status): no "versions" key
-    head = engine.engine_stdin("run", url, "/m", lock_timeout=1.0, applied_by="a").split(b"\n")[0]
-    assert "versions" not in json.loads(head)
+    data = engine.engine_stdin("run", url, lock_timeout=1.0, applied_by="a")
+    assert json.loads(data) == {"command": "run", "database_url": url,
+                                "migration_dir": "/migrations", "lock_timeout": 1.0,
+                                "applied_by": "a"}
+    assert data.endswith(b"\n") and data.count(b"\n") == 1
 
 
 class FakeMigrator:

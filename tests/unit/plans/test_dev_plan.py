@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import shlex
 import textwrap
 import threading
 from pathlib import Path
@@ -38,6 +39,22 @@ from conveyor.transport import Result, Transport
 
 DIGEST = "sha256:" + "ab" * 32
 PASSWORD = "s3cret-pw-xyz"
+DID = "20260101T000000Z-abcd"
+RUNNER = "127.0.0.1:5000/conveyor-runner:0.0.0-test"  # CONVEYOR_RUNNER_IMAGE in env_secrets
+LABELS = ("--label", "conveyor.app=notes", "--label", "conveyor.env=dev")
+#: where the run keeps the migrations copied out of the image, on the host
+RUN_MIGRATIONS = f"/srv/conveyor/notes/dev/runs/{DID}/migrations"
+#: the image's migrations copied out (never run) into the run's directory
+COPY_OUT_ARGV = ("sh", "-c", host_scripts.script("copy_out"), "conveyor-copy-out",
+                 f"127.0.0.1:5000/notes@{DIGEST}", "/app/migrations", RUN_MIGRATIONS,
+                 *LABELS, "--label", "conveyor.role=inspect", "--label", "conveyor.test=1")
+#: conveyor's engine in a temporary container of the runner image, the migrations mounted
+MIGRATE_ARGV = ("docker", "run", "--rm", "--interactive",
+                "--name", "notes-dev-migrate-20260101t000000z-abcd", "--network", "notes-dev",
+                "--volume", f"{RUN_MIGRATIONS}:/migrations:ro", *LABELS,
+                "--label", "conveyor.role=migrate", "--label", "conveyor.test=1",
+                "--label", f"conveyor.deployment={DID}", "--entrypoint", "python", RUNNER,
+                "-m", "conveyor.steps.migrate_driver")
 
 
 class FakeHost(Transport):
@@ -78,12 +95,12 @@ class FakeHost(Transport):
 
 def kind(argv) -> str:
     text = " ".join(argv)
-    for name in ("lock", "record", "unlock"):
+    for name in ("lock", "record", "unlock", "copy_out"):
         if len(argv) > 2 and argv[2] == host_scripts.script(name):
             return name
     if "docker pull" in text:
         return "pull"
-    if "--entrypoint python3" in text:
+    if argv[:2] == ("docker", "run") and argv[-2:] == ("-m", "conveyor.steps.migrate_driver"):
         return "migrate"
     if "docker run --detach --name notes-dev-app " in text:
         return "replace"
@@ -163,6 +180,7 @@ def env_secrets(monkeypatch):
     monkeypatch.setenv("NOTES_DEV_DB_PASSWORD", PASSWORD)
     monkeypatch.setenv("NOTES_API_TOKEN", "tok-123456")
     monkeypatch.setenv("CONVEYOR_ACTOR", "alice")
+    monkeypatch.setenv("CONVEYOR_RUNNER_IMAGE", RUNNER)
 
 
 def lock_output(current: bool = True, db: bool = True, applied: str = "::unknown::") -> str:
@@ -198,7 +216,7 @@ def plan_for(tmp_path, port, host, **kw):
     image = ImageRef("127.0.0.1:5000/notes", DIGEST, "newrev-local")
     dep = deploy_plans(remote, image, DeployOptions(project_dir=tmp_path,
                                                           junit=kw.get("junit")),
-                          deployment_id="20260101T000000Z-abcd")
+                          deployment_id=DID)
     return remote, dep
 
 
@@ -219,7 +237,10 @@ def test_deploy_runs_steps_in_order_in_few_round_trips(tmp_path, env_secrets, he
     _, emit = events_sink()
     result = run_deployment(dep, emit)
     assert result.ok, result.error
-    assert host.names() == ["lock", "pull", "migrate", "replace", "record"]
+    assert host.names() == ["lock", "pull", "copy_out", "migrate", "replace", "record"]
+    copy_out, migrate = (a for a, _ in host.calls if kind(a) in ("copy_out", "migrate"))
+    assert copy_out == COPY_OUT_ARGV
+    assert migrate == MIGRATE_ARGV
     rec = dep.record
     assert rec.result == "ok"
     assert rec.migrations_applied == ["2_add"]
@@ -254,10 +275,16 @@ def test_database_url_and_secrets_travel_on_stdin_only(tmp_path, env_secrets, he
     run_deployment(dep, lambda e: None)
     for argv, _ in host.calls:
         assert not any(PASSWORD in a or "tok-123456" in a for a in argv), argv
-    migrate_in = next(i for a, i in host.calls if kind(a) == "migrate")
-    header = json.loads(migrate_in.split(b"\n", 1)[0])
-    assert header["database_url"] == f"postgresql://notes:{PASSWORD}@notes-dev-db:5432/notes"
-    assert header["migration_dir"] == "/app/migrations"
+    assert next(i for a, i in host.calls if kind(a) == "copy_out") is None
+    migrate_argv, migrate_in = next((a, i) for a, i in host.calls if kind(a) == "migrate")
+    assert migrate_argv == MIGRATE_ARGV
+    head, nl, rest = migrate_in.partition(b"\n")
+    assert nl == b"\n" and rest == b""  # the driver's one header line, nothing after it
+    header = json.loads(head)
+    assert header == {"command": "run",
+                      "database_url": f"postgresql://notes:{PASSWORD}@notes-dev-db:5432/notes",
+                      "migration_dir": "/migrations", "lock_timeout": header["lock_timeout"],
+                      "applied_by": "alice via conveyor deploy dev"}
     env_in = next(i for a, i in host.calls if kind(a) == "replace")
     assert f"DATABASE_URL=postgresql://notes:{PASSWORD}@notes-dev-db:5432/notes" in env_in
     assert "API_TOKEN=tok-123456" in env_in
@@ -276,7 +303,11 @@ def test_dry_run_description_has_every_step_and_no_secret(tmp_path, env_secrets,
     assert f"docker pull 127.0.0.1:5000/notes@{DIGEST}" in text
     assert "--restart unless-stopped" in text and f"--publish 127.0.0.1:{port}:8000" in text
     assert "--label conveyor.test=1" in text
-    assert "<conveyor engine bootstrap>" in text
+    migrate = next(d for d in dep.describe() if d["step"] == "migrate")["commands"]
+    assert migrate[0] == shlex.join(host_scripts.shown(COPY_OUT_ARGV))
+    assert migrate[1] == shlex.join(MIGRATE_ARGV).replace(
+        RUNNER, shlex.quote("<conveyor's runner image>"))
+    assert migrate[2].startswith("stdin: a JSON header with DATABASE_URL (never in argv)")
     # host scripts are named by their summary, not printed in full
     assert f"<lock script: {host_scripts.SUMMARIES['lock']}>" in text
     assert f"<record script: {host_scripts.SUMMARIES['record']}>" in text
@@ -342,6 +373,25 @@ def test_a_failing_migration_stops_before_the_app_is_touched(tmp_path, env_secre
         result.error.hint
     assert "replace" not in host.names() and "restore" not in host.names()
     assert host.names()[-1] == "record"  # recorded, lock released
+    assert dep.record.result == "failed"
+
+
+def test_migrations_that_cannot_be_copied_out_stop_before_the_engine_and_the_app(
+        tmp_path, env_secrets, health_server):
+    port, _ = health_server
+    host = healthy_host()
+    host.rules.insert(0, (is_("copy_out"), lambda a, i: (
+        1, "", "Error response from daemon: Could not find the file /app/migrations\n")))
+    _, dep = plan_for(tmp_path, port, host)
+    result = run_deployment(dep, lambda e: None)
+    assert isinstance(result.error, MigrationStepFailed)
+    assert result.error.exit_code == 8
+    assert f"cannot copy the migrations out of 127.0.0.1:5000/notes@{DIGEST}" in \
+        str(result.error)
+    assert "(/app/migrations)" in str(result.error) and "Could not find the file" in \
+        str(result.error)
+    assert "migrations.container_dir" in result.error.hint
+    assert host.names() == ["lock", "pull", "copy_out", "record"]  # no engine, app untouched
     assert dep.record.result == "failed"
 
 
@@ -442,7 +492,7 @@ def test_no_migration_container_when_the_database_has_exactly_the_images_migrati
     _, dep = plan_for(tmp_path, port, host)
     result = run_deployment(dep, lambda e: None)
     assert result.ok, result.error
-    assert "migrate" not in host.names()
+    assert "migrate" not in host.names() and "copy_out" not in host.names()
     migrate = next(s for s in dep.record.steps if s["name"] == "migrate")
     assert "nothing to migrate" in migrate["notes"][0] and dep.record.migrations_applied == []
     lock_argv = host.calls[0][0]
@@ -460,7 +510,7 @@ def test_an_image_already_on_the_host_is_not_pulled_again(tmp_path, env_secrets,
         {REVISION_LABEL: "present-rev"}) + "\n", "")))
     _, dep = plan_for(tmp_path, port, host)
     assert run_deployment(dep, lambda e: None).ok
-    assert host.names() == ["lock", "migrate", "replace", "record"]
+    assert host.names() == ["lock", "copy_out", "migrate", "replace", "record"]
     pull = next(s for s in dep.record.steps if s["name"] == "pull")
     assert pull["notes"][0].startswith("already present")
     assert dep.record.revision == "present-rev"
@@ -478,7 +528,8 @@ def test_any_doubt_runs_the_migration_container(tmp_path, env_secrets, health_se
         migrate_engine.FINGERPRINT_LABEL: migrate_engine.fingerprint(pairs)})
     _, dep = plan_for(tmp_path, port, host)
     assert run_deployment(dep, lambda e: None).ok
-    assert "migrate" in host.names()
+    names = host.names()
+    assert names.index("copy_out") + 1 == names.index("migrate")
 
 
 def test_applied_fingerprint_needs_both_tables_and_checksums():
