@@ -39,7 +39,23 @@ def _parse_sections(text: str) -> dict[str, Any]:
 
 def status_argv(remote: Remote) -> tuple[str, ...]:
     return host.argv("status", remote.state_dir, remote.app_container,
-                     remote.previous_container, remote.db_container or "")
+                     remote.previous_container, remote.db_container or "",
+                     f"{remote.app.name}-{remote.name}-runner")
+
+
+def runner_summary(runner: dict[str, Any] | None,
+                   last: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The environment's runner: a deployment in progress, or one interrupted (its runner
+    stopped before the journal's end: the next command recovers it)."""
+    if not runner:
+        return None
+    state, labels = runner.get("state") or {}, runner.get("labels") or {}
+    finished = last is not None and last.get("event") == "run_finished"
+    return {"deployment": labels.get("conveyor.deployment"), "who": labels.get("conveyor.who"),
+            "what": labels.get("conveyor.what"), "since": labels.get("conveyor.since"),
+            "running": bool(state.get("Running")), "finished": finished,
+            "interrupted": not state.get("Running") and not finished,
+            "step": (last or {}).get("step"), "last_event": (last or {}).get("event")}
 
 
 def _container_summary(c: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -165,6 +181,7 @@ def gather_status(remote: Remote, *, migrations: bool = True) -> dict[str, Any]:
         out["db"] = {"kind": "url"}
     out["lock"] = sections.get("lock")
     out["last_deployment"] = sections.get("last")
+    out["runner"] = runner_summary(sections.get("runner"), sections.get("journal"))
     status, body = http_get(remote.health_url, timeout=5.0)
     out["health"] = {"url": remote.health_url, "ok": status == remote.app.health.expect_status,
                      "status": status, "error": None if status else body}

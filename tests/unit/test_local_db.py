@@ -29,9 +29,6 @@ def test_connect_timeout_is_added_once():
         "postgresql://u@h/db?connect_timeout=9")
 
 
-@pytest.mark.xfail(raises=ImportError, strict=True, reason=(
-    "src bug: conveyor/steps/local_db.py wait_for_postgres imports conveyor.migrations.pq, "
-    "removed in ec0cdf1 (psycopg 3); remove this mark once it connects through psycopg"))
 def test_wait_for_postgres_is_bounded_and_masks_the_password():
     port = closed_port()
     started = time.monotonic()

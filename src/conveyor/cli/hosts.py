@@ -102,19 +102,31 @@ app.add_typer(lock_app, name="lock")
 @lock_app.command("status")
 def lock_status_cmd(env: EnvArg, project_dir: ProjectDir = Path("."),
                     as_json: AsJson = False) -> None:
-    """Who holds the environment's deploy lock, if anyone."""
+    """Who holds the environment's deploy lock, if anyone: a running deployment (its runner on
+    the host), a lock taken by hand, or a deployment that died (recovered by the next command)."""
+    from conveyor.runner.controller import holder as runner_holder
+    from conveyor.runner.controller import runner_state
     from conveyor.steps.lock import describe_holder, lock_status
 
     cfg = load(project_dir)
     remote = Remote(cfg, env)
     try:
+        runner = runner_state(remote)
         holder = lock_status(remote)
     finally:
         remote.close()
+    live = runner is not None and runner["running"]
+    if live and runner is not None:
+        holder = runner_holder(runner["labels"])
     if as_json:
-        typer.echo(json.dumps({"env": env, "locked": holder is not None, "holder": holder}))
+        typer.echo(json.dumps({"env": env, "locked": holder is not None, "holder": holder,
+                               "runner": "running" if live else (
+                                   "stopped" if runner is not None else None)}))
     elif holder is None:
         typer.echo(f"{env} is not locked")
+    elif live:
+        typer.echo(f"{env} is locked by {describe_holder(holder)} (its runner is running on "
+                   f"{remote.host}; it ends on its own)")
     else:
         typer.echo(f"{env} is locked by {describe_holder(holder)}")
 
@@ -144,12 +156,21 @@ def lock_acquire_cmd(
 
 @lock_app.command("release")
 def lock_release_cmd(env: EnvArg, project_dir: ProjectDir = Path(".")) -> None:
-    """Release the deploy lock whoever holds it (after a deployment died, or `lock acquire`)."""
+    """Release the deploy lock taken by hand (`lock acquire`) or left by a dead holder. A
+    running deployment's lock is not released: it ends on its own."""
+    from conveyor.errors import LockHeld
+    from conveyor.runner.controller import holder as runner_holder
+    from conveyor.runner.controller import runner_state
     from conveyor.steps.lock import describe_holder, force_unlock, lock_status
 
     cfg = load(project_dir)
     remote = Remote(cfg, env)
     try:
+        runner = runner_state(remote)
+        if runner is not None and runner["running"]:
+            raise LockHeld(f"{env} is locked by a running deployment: "
+                           f"{describe_holder(runner_holder(runner['labels']))}",
+                           hint="it ends on its own (Ctrl-C in its controller undoes it)")
         holder = lock_status(remote)
         if holder is not None:
             force_unlock(remote)

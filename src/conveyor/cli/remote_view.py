@@ -80,6 +80,16 @@ def print_remote_status(d: dict[str, Any]) -> None:
         colour = "green" if last.get("result") == "ok" else "red"
         c.print(f"  last deploy {last['id']} [{colour}]{last.get('result')}[/{colour}] by "
                 f"{last.get('who')} at {last.get('started_at')}")
+    run = d.get("runner")
+    if run and run.get("running"):
+        c.print(f"  [yellow]deploying[/yellow]   {escape(str(run.get('what')))} by {run.get('who')} "
+                f"since {run.get('since')} (deployment {run.get('deployment')}"
+                + (f", step {run['step']}" if run.get("step") else "") + ")")
+    elif run and run.get("interrupted"):
+        c.print(f"  [red]interrupted[/red] deployment {run.get('deployment')} "
+                f"({escape(str(run.get('what')))} by {run.get('who')}) stopped during "
+                f"{run.get('step') or 'its start'}: the next conveyor command for "
+                f"{d['environment']} recovers it")
     if d.get("lock") is not None:
         from conveyor.steps.lock import describe_holder
 

@@ -6,6 +6,7 @@
 #   $2  the app container's name
 #   $3  the previous app container's name (kept for a rollback)
 #   $4  the database container's name ("": the database is reached by URL)
+#   $5  the runner container's name (optional)
 # Stdin: not read.
 # Stdout: sections, each a marker line then one line of JSON (null: missing):
 #   ::app::       `docker container inspect` of $2
@@ -13,6 +14,7 @@
 #   ::db::        (if $4) `docker container inspect` of $4
 #   ::lock::      the lock holder ({} if the lock is taken and its holder file missing)
 #   ::last::      the last line of $1/history.jsonl
+#   ::runner::    (if $5) `.State` and labels of $5, then the last line of its run's journal
 # Exit: 0.
 echo '::app::'
 docker container inspect --format '{{json .}}' "$2" 2>/dev/null || echo null
@@ -26,4 +28,15 @@ echo '::lock::'
 cat "$1/lock/holder.json" 2>/dev/null || { [ -d "$1/lock" ] && echo '{}'; } || echo null
 echo '::last::'
 tail -n 1 "$1/history.jsonl" 2>/dev/null || echo null
+if [ -n "${5:-}" ]; then
+  echo '::runner::'
+  if run=$(docker container inspect --format '{{index .Config.Labels "conveyor.deployment"}}' \
+      "$5" 2>/dev/null); then
+    docker container inspect --format '{"state": {{json .State}}, "labels": {{json .Config.Labels}}}' "$5"
+    echo '::journal::'
+    tail -n 1 "$1/runs/$run/journal.jsonl" 2>/dev/null || echo null
+  else
+    echo null
+  fi
+fi
 echo

@@ -25,9 +25,9 @@ from conveyor.transport import LocalTransport
 
 DEFAULT_BASE = "python:3.12-slim"
 REPOSITORY = "conveyor-runner"
-#: what the runner imports: the engine's driver and the config models
+#: what the runner needs: psycopg (the engine), pydantic (the config), squawk (the lint)
 REQUIREMENTS = ("psycopg", "psycopg-binary", "pydantic", "pydantic-core", "typing-extensions",
-                "annotated-types", "typing-inspection")
+                "annotated-types", "typing-inspection", "squawk-cli")
 
 
 def base_image() -> str:

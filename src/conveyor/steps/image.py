@@ -81,7 +81,16 @@ def image_files_argv(remote: Remote, image_ref: str, directory: str) -> tuple[st
 
 def _extract(data: bytes, dest: Path) -> None:
     with tarfile.open(fileobj=_io.BytesIO(data)) as tf:
-        tf.extractall(dest, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            tf.extractall(dest, filter="data")
+            return
+        # Python < 3.11.4 (Debian 12's python3 in the runner image): check every member
+        for member in tf.getmembers():
+            name = Path(member.name)
+            if name.is_absolute() or ".." in name.parts or not (member.isfile()
+                                                                 or member.isdir()):
+                raise ConveyorError(f"unexpected entry in the image's migrations: {member.name}")
+        tf.extractall(dest)
 
 
 def fetch_image_migrations(remote: Remote, image_ref: str, dest: Path) -> list[Any]:

@@ -1,4 +1,4 @@
-"""The postgres step: a bounded readiness poll of the local database (a real libpq connection
+"""The postgres step: a bounded readiness poll of the local database (a real psycopg connection
 and `SELECT 1`), with a quick, clear failure when the password is wrong."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def wait_for_postgres(url: str, timeout: float, interval: float = 0.2,
                       clock: Callable[[], float] = time.monotonic) -> int:
     """Poll until PostgreSQL accepts a connection and answers `SELECT 1` (bounded by `timeout`).
     Returns the number of attempts. Raises DatabaseNotReady with the last error."""
-    from conveyor.migrations import pq
+    import psycopg
 
     deadline = clock() + timeout
     attempts = 0
@@ -33,11 +33,11 @@ def wait_for_postgres(url: str, timeout: float, interval: float = 0.2,
     while True:
         attempts += 1
         try:
-            with pq.connect(with_connect_timeout(url, 3)) as conn:
-                conn.query("SELECT 1")
+            with psycopg.connect(with_connect_timeout(url, 3), autocommit=True) as conn:
+                conn.execute("SELECT 1")
             return attempts
-        except (pq.ConnectError, pq.PgError) as exc:
-            last = " ".join(str(exc).split())
+        except psycopg.Error as exc:
+            last = " ".join(str(exc).split()).removeprefix("connection failed: ")
         now = clock()
         if "password authentication failed" in last:
             auth_since = auth_since if auth_since is not None else now
@@ -56,7 +56,6 @@ def wait_for_postgres(url: str, timeout: float, interval: float = 0.2,
                 hint="see the db container's log above; check the database port in conveyor.toml "
                 "matches the port the compose file publishes")
         time.sleep(min(interval, max(0.0, deadline - now)))
-
 
 
 def postgres(state: LocalState, io: StepIO) -> None:
