@@ -328,7 +328,7 @@ class Bed(Project):
         obs["error"] = (rec.get("error") or "")[:200]
         served = poll(lambda: self.serving(env), 60, f"{env} answering /health")
         obs["served"] = served
-        assert rec["result"] in results, rec
+        assert rec["result"] in results, (rec["result"], rec.get("error"), rec.get("steps"))
         assert served in (old, new), (served, old, new)
         if rec["result"] == "ok":
             assert served == new, (served, rec)

@@ -315,6 +315,14 @@ def run_on_host(dep: Deployment, job: Job, emit: EventSink, *, wait: bool = Fals
         log(f"detached: deployment {job.id} goes on on {remote.host} (`conveyor status "
             f"{remote.name}`)")
         return PlanResult(dep.main.name, True, [], time.monotonic() - t0, None)
+    # the runner exits right after its last event: wait for it (bounded), so that the lock is
+    # free when this command returns (a deploy right after would be refused as locked)
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        state = runner_state(remote)
+        if state is None or not state["running"]:
+            break
+        time.sleep(0.2)
     jr.restore(dep.state, finished.get("state") or {})
     try:
         _apply_record(dep, read_record(remote, job.id))
