@@ -14,7 +14,7 @@ from typing import Any, Self
 
 from conveyor import errors
 from conveyor.commands import docker
-from conveyor.errors import ConveyorError, LockHeld
+from conveyor.errors import ConveyorError, HostUnreachable, LockHeld
 from conveyor.plan import EventSink, PlanResult, StepResult
 from conveyor.plans.deployment import Deployment
 from conveyor.runner import image as runner_image
@@ -270,13 +270,16 @@ def attach(remote: Remote, run_id: str, emit: EventSink, *, detach: bool = False
                     proc.kill()
                     return finished, failure
             proc.wait()
-            state = runner_state(remote)
-            if state is None or not state["running"]:
-                # the runner ended (its container stopped, and the exec with it): the rest of
-                # the journal is on the host's disk
-                for line in _journal_lines(remote, run_id)[seen:]:
-                    if handle(line, lambda msg: None):
-                        return finished, failure
+            try:
+                state = runner_state(remote)
+                if state is None or not state["running"]:
+                    # the runner ended (its container stopped, and the exec with it): the rest
+                    # of the journal is on the host's disk
+                    for line in _journal_lines(remote, run_id)[seen:]:
+                        if handle(line, lambda msg: None):
+                            return finished, failure
+            except HostUnreachable:  # the connection was cut: attach again (until give_up)
+                pass
             if time.monotonic() > give_up:
                 raise ConveyorError(f"lost the runner's stream on {remote.host} (deployment "
                                     f"{run_id}); it goes on there",
