@@ -93,3 +93,35 @@ def test_mig_status_exits_3_on_blocking_problems(pg_url, tmp_path, capsys):
     d.rename(mdir / ".gone")  # now missing on disk
     code, out, _ = cli(capsys, "status", *args)
     assert code == 3 and "missing" in out
+
+
+def test_mig_ctrl_c_cancels_the_running_migration(pg_url, tmp_path):
+    """SIGINT during a long migration: the query is cancelled on the server (not left running),
+    its transaction rolled back, exit 130."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    mdir = tmp_path / "m"
+    write_migration(mdir, "1_quick", "CREATE TABLE quick (id int);\n")
+    write_migration(mdir, "2_slow", "CREATE TABLE slow (id int);\nSELECT pg_sleep(60);\n")
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    p = subprocess.Popen([sys.executable, "-m", "conveyor.migrations", "run", "--database-url",
+                          pg_url, "--migration-dir", str(mdir)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not rows(
+            pg_url, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%'"
+                    " AND pid <> pg_backend_pid()")[0][0]:
+        time.sleep(0.1)
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    _out, err = p.communicate(timeout=20)
+    assert p.returncode == 130, err
+    assert time.monotonic() - t0 < 10 and "interrupted" in err
+    assert rows(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%'"
+                        " AND pid <> pg_backend_pid()")[0][0] == 0
+    assert rows(pg_url, "SELECT version FROM __diesel_schema_migrations") == [("1",)]
+    assert rows(pg_url, "SELECT to_regclass('slow') IS NULL")[0][0] is True

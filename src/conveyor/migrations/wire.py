@@ -108,7 +108,7 @@ def connect(conninfo: str, notices: list[str]) -> psycopg.Connection:
                                    connect_timeout=timeout)
     except psycopg.Error as exc:
         text = " ".join(str(exc).split()).removeprefix("connection failed: ")
-        if isinstance(exc, psycopg.errors.ConnectionTimeout):
+        if "timeout expired" in text:  # psycopg's ConnectionTimeout (3.2+; 3.1: its message)
             text = (f"no answer within {timeout} s (connect_timeout)" if timeout
                     else "no answer within connect_timeout")
         target = conninfo if "://" in conninfo or "=" in conninfo else repr(conninfo)
@@ -195,7 +195,10 @@ def _next_result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:
 def _cancel(conn: psycopg.Connection) -> None:
     """Cancel the running query and read what it still sends (best effort)."""
     try:
-        conn.cancel_safe(timeout=5.0)
+        if hasattr(conn, "cancel_safe"):  # psycopg 3.2+
+            conn.cancel_safe(timeout=5.0)
+        else:  # pragma: no cover - psycopg 3.1
+            conn.cancel()
         while _next_result(conn.pgconn) is not None:
             pass
     except (psycopg.Error, KeyboardInterrupt, OSError):
