@@ -40,9 +40,17 @@ def outcome(remote: Remote, st: DeployState, result: PlanResult,
                      "The database was not changed.")
         return out
     if "stop" not in names:
-        lines.append("Nothing was stopped: the previous version kept serving throughout, and "
-                     "the database was not changed" + (" (a backup was taken)" if backup else "")
-                     + ".")
+        unchanged = "the database was not changed" + (" (a backup was taken)" if backup else "")
+        if st.lock_id is not None and not st.current:
+            # the lock step read the host: no app container, so nothing served before
+            lines.append("There was no previous version (first deployment): nothing serves "
+                         f"{remote.url}, and {unchanged}.")
+        elif st.lock_id is None:
+            # the host's state was never read (the lock was not taken)
+            lines.append(f"Nothing was stopped, and {unchanged}.")
+        else:
+            lines.append(f"Nothing was stopped: the previous version kept serving throughout, "
+                         f"and {unchanged}.")
         return out
 
     # what serves now
