@@ -27,6 +27,7 @@ import os
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -71,6 +72,7 @@ def bed_script():
     loader = importlib.machinery.SourceFileLoader("conveyor_testbed_script", path)
     spec = importlib.util.spec_from_loader(loader.name, loader)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[loader.name] = mod  # its dataclasses look their module up
     loader.exec_module(mod)
     return mod
 

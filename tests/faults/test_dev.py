@@ -86,6 +86,7 @@ def test_ssh_cut_during_migrate(bed, tmp_path):
         with __import__("contextlib").suppress(ProcessLookupError):
             __import__("os").kill(pid, signal.SIGKILL)
     rc = run.wait(300)
+    print(run.tail())  # shown when the test fails
     obs = bed.check_after_fault(ENV, before, old, new, expect="new", results=("ok",),
                                 label="dev ssh-cut migrate")
     assert rc == 0, run.tail()
