@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -128,69 +127,11 @@ def run(job_path: str) -> int:
     return 0
 
 
-def attach(state_dir: str, run_id: str, offset: int = 0) -> int:
-    """Print the journal from line `offset` as it grows, until the run finishes; read control
-    lines from stdin. EOF on stdin without a detach: the controller is gone."""
-    rd = Path(jr.run_dir(state_dir, run_id))
-    detached = threading.Event()
-    done = threading.Event()
-
-    def beat() -> None:
-        while not done.is_set() and not detached.is_set():
-            try:
-                (rd / "heartbeat").touch()
-            except OSError:
-                pass
-            time.sleep(HEARTBEAT_EVERY)
-
-    def control() -> None:
-        for line in sys.stdin:
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            if "verdict" in msg:
-                tmp = rd / f".verdict-{msg['step']}.tmp"
-                tmp.write_text(json.dumps(msg["verdict"]))
-                tmp.rename(rd / f"verdict-{msg['step']}.json")
-            elif msg.get("cancel"):
-                (rd / "cancel").touch()
-            elif msg.get("detach"):
-                detached.set()
-                return
-        if not done.is_set():
-            detached.set()  # no heartbeat after the marker: a later one is a new controller
-            (rd / "controller-gone").touch()
-        detached.set()
-
-    for _ in range(100):  # the runner creates the directory right after it starts
-        if (rd / jr.JOURNAL).exists():
-            break
-        time.sleep(0.1)
-    (rd / "heartbeat").touch()
-    threading.Thread(target=beat, daemon=True).start()
-    threading.Thread(target=control, daemon=True).start()
-    sent = 0
-    while True:
-        events = jr.read(rd / jr.JOURNAL)
-        for e in events[max(sent, offset):]:
-            print(json.dumps(e, default=str), flush=True)
-        sent = max(sent, len(events))
-        if jr.finished(events) is not None:
-            done.set()
-            return 0
-        if detached.is_set():
-            return 0
-        time.sleep(0.1)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         if args[:1] == ["run"] and len(args) == 2:
             return run(args[1])
-        if args[:1] == ["attach"] and len(args) in (3, 4):
-            return attach(args[1], args[2], int(args[3]) if len(args) == 4 else 0)
         if args[:1] == ["recover"] and len(args) == 3:
             return recover(Path(jr.run_dir(args[1], args[2])),
                            reason="the run's runner was gone")
