@@ -108,6 +108,8 @@ def build(job: Job, remote: Remote, verdicts: Verdicts | None) -> Deployment:
     from conveyor.plans.restore import restore_plans
     from conveyor.plans.rollback import rollback_plans
 
+    if job.kind not in KINDS:
+        raise ValueError(f"unknown job kind {job.kind!r}")
     o = job.options
     image = job.image_ref()
     if job.kind == "dev":
@@ -119,9 +121,16 @@ def build(job: Job, remote: Remote, verdicts: Verdicts | None) -> Deployment:
     popts = ProdOptions(project_dir=Path(o["project_dir"]),
                         allow_destructive=o["allow_destructive"], validate=o["validate"],
                         wait=o["wait"], wait_timeout=o["wait_timeout"],
-                        junit=_path(o.get("junit")), migrations=o["migrations"])
+                        junit=_path(o.get("junit")), migrations=o["migrations"],
+                        strategy=o.get("strategy"))
     if job.kind == "prod":
         assert image is not None
+        if remote.env.strategy == "zero-downtime":
+            from conveyor.plans.zero_downtime import plans_for
+            return plans_for(remote, image, popts, strategy=popts.strategy,
+                             provenance=job.extra.get("provenance"),
+                             kind=job.extra.get("record_kind", "promote"),
+                             deployment_id=job.id, verdicts=verdicts)
         return prod_plans(remote, image, popts, provenance=job.extra.get("provenance"),
                           kind=job.extra.get("record_kind", "promote"), deployment_id=job.id,
                           verdicts=verdicts)
