@@ -15,6 +15,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import secrets
 import socket
 import time
@@ -210,14 +211,169 @@ def markdown_summary(record: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+HISTORY_HEADER = ["ID", "KIND", "RESULT", "STARTED", "WHO", "REVISION", "IMAGE", "DURATION",
+                  "TESTS", "MIGRATIONS"]
+
+
 def history_table(entries: list[dict[str, Any]]) -> list[list[str]]:
+    """The rows of `conveyor history ENV` (the columns of HISTORY_HEADER)."""
     rows = []
     for e in entries:
-        rows.append([e["id"], e.get("kind", "deploy"), e["result"], e.get("who", "-"),
+        rows.append([e["id"], e.get("kind", "deploy"), e["result"],
+                     zoned(e.get("started_at")) or "-", e.get("who", "-"),
                      (e.get("revision") or "-")[:12], _short_image(e.get("image")),
-                     _fmt_duration(e.get("duration")),
+                     _fmt_duration(e.get("duration")), tests_cell(e.get("tests")),
                      ", ".join(e.get("migrations_applied") or []) or "-"])
     return rows
+
+
+def history_lines(entries: list[dict[str, Any]]) -> list[str]:
+    """`conveyor history ENV`: the table, and under each deployment that did not succeed, the
+    step that failed and the first line of why."""
+    rows = [HISTORY_HEADER] + history_table(entries)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HISTORY_HEADER) - 1)]
+    out = []
+    for n, r in enumerate(rows):
+        out.append(("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1]).rstrip())
+        reason = failure_reason(entries[n - 1]) if n else None
+        if reason:
+            out.append(f"  └ failed at {reason[0]}: {reason[1]}")
+    return out
+
+
+def failure_reason(entry: dict[str, Any]) -> tuple[str, str] | None:
+    """(the step that failed, one line of why) of a deployment that did not succeed."""
+    if entry.get("result") in ("ok", "running", None):
+        return None
+    steps = entry.get("steps") or []
+    outcome = (entry.get("details") or {}).get("outcome") or {}
+    failed = next((s["name"] for s in steps if s.get("status") == "failed"), None)
+    step = failed or outcome.get("failed_step")
+    error = first_line(entry.get("error"))
+    if entry.get("result") == "tests-failed":
+        step = step or "test"
+        counts = counts_text(entry.get("tests"))
+        error = error or ("the tests failed" + (f" ({counts})" if counts else ""))
+    if step is None and error is None:
+        return None
+    return step or "?", error or entry.get("result") or "failed"
+
+
+def first_line(text: str | None, limit: int = 200) -> str | None:
+    """The first non-empty line of an error, cut at `limit` characters."""
+    for line in (text or "").splitlines():
+        if line.strip():
+            line = line.strip()
+            return line if len(line) <= limit else line[: limit - 1] + "…"
+    return None
+
+
+def zoned(stamp: str | None) -> str | None:
+    """An ISO 8601 timestamp with its zone: one written without (UTC by convention) gets
+    +00:00."""
+    if not stamp:
+        return stamp
+    text = str(stamp)
+    tail = text[10:]
+    if text.endswith("Z") or "+" in tail or "-" in tail:
+        return text
+    return text + "+00:00"
+
+
+_STARTING = re.compile(r"^(applying|reverting) (\S+) \.\.\.$")
+_FINISHED = re.compile(r"^(applied|reverted) (\S+)(?: \(.*\))?$")
+
+
+def migration_output_in_order(lines: list[str]) -> list[str]:
+    """A migrate step's kept output with each "applying X ..." right before its "applied X"
+    (the engine sends a batch of migrations in one message and the driver announced them all
+    first: "applying 1, applying 2, applied 1, applied 2"). Other lines keep their place."""
+    out: list[str] = []
+    held: list[tuple[str, str]] = []  # (name, line) announced, not finished yet
+    for line in lines:
+        start, done = _STARTING.match(line.strip()), _FINISHED.match(line.strip())
+        if start:
+            held.append((start.group(2), line))
+            continue
+        if done:
+            k = next((i for i, (name, _) in enumerate(held) if name == done.group(2)), None)
+            if k is not None:
+                out.append(held.pop(k)[1])
+            out.append(line)
+            continue
+        out += [h for _, h in held[:1]]  # the one that was running when this line came
+        held = held[1:]
+        out.append(line)
+    return out + [h for _, h in held]
+
+
+# --------------------------------------------------------------------------- test counts
+
+_PYTEST_COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)\b")
+_PYTEST_SUMMARY = re.compile(r"^=*\s*(?:\d+ \w+(?:, )?)+.* in [\d.]+s(?: \([^)]*\))?\s*=*$")
+_NODE_COUNT = re.compile(r"^(?:#|ℹ)\s*(tests|pass|fail|skipped|todo|cancelled) (\d+)\s*$")
+_NODE_KEYS = {"tests": "tests", "pass": "passed", "fail": "failed", "skipped": "skipped",
+              "cancelled": "errors"}
+
+
+def counts_from_output(lines: Iterable[str]) -> dict[str, int] | None:
+    """Test counts from a test run's output when there is no JUnit: pytest's last summary line
+    ("2 failed, 29 passed in 1.20s") or node --test's ("# pass 4", "# fail 1", or "ℹ pass 4")."""
+    pytest_counts: dict[str, int] | None = None
+    node: dict[str, int] = {}
+    for raw in lines:
+        line = raw.strip()
+        if _PYTEST_SUMMARY.match(line):
+            found: dict[str, int] = {}
+            for n, what in _PYTEST_COUNT.findall(line):
+                key = "errors" if what.startswith("error") else what
+                found[key] = found.get(key, 0) + int(n)
+            if found:
+                pytest_counts = found
+            continue
+        m = _NODE_COUNT.match(line)
+        if m and m.group(1) in _NODE_KEYS:
+            node[_NODE_KEYS[m.group(1)]] = int(m.group(2))
+    if pytest_counts is not None:
+        counts = {k: pytest_counts.get(k, 0) for k in ("passed", "failed", "errors", "skipped")}
+        counts["tests"] = sum(counts.values())
+        return counts
+    if "passed" in node or "failed" in node:
+        counts = {k: node.get(k, 0) for k in ("passed", "failed", "errors", "skipped")}
+        counts["tests"] = node.get("tests", sum(counts.values()))
+        return counts
+    return None
+
+
+def test_counts(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The record's tests with their counts: the JUnit's when kept, else read from the test
+    step's (or prod's validate step's) output."""
+    tests = record.get("tests")
+    if not tests:
+        return tests
+    if any(k in tests for k in ("passed", "failed")):
+        return tests
+    for s in record.get("steps") or []:
+        if s.get("name") in ("test", "tests", "validate"):
+            counts = counts_from_output(s.get("output") or [])
+            if counts:
+                return {**tests, **counts}
+    return tests
+
+
+def counts_text(tests: dict[str, Any] | None) -> str:
+    """"1 failed, 30 passed" (the counts that are not zero), or ""."""
+    t = tests or {}
+    return ", ".join(f"{t[k]} {k}" for k in ("failed", "errors", "passed", "skipped") if t.get(k))
+
+
+def tests_cell(tests: dict[str, Any] | None) -> str:
+    """"passed (31 passed)", "FAILED (1 failed, 30 passed)", "passed" or "-"."""
+    if not tests:
+        return "-"
+    word = "passed" if tests.get("ok") else "FAILED"
+    counts = counts_text(tests)
+    return f"{word} ({counts})" if counts else word
 
 
 def _short_image(image: str | None) -> str:

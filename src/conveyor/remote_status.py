@@ -16,6 +16,7 @@ from conveyor.http import http_get
 from conveyor.imageref import REVISION_LABEL
 from conveyor.migrations import queries
 from conveyor.records import actor
+from conveyor.reports.status import DB_DOWN_REMOTE, DRIFT, UNHEALTHY, blocking, worst_code
 from conveyor.steps import migrate_engine as engine
 from conveyor.steps.image import fetch_image_migrations
 from conveyor.steps.record import read_history, read_record
@@ -191,7 +192,36 @@ def gather_status(remote: Remote, *, migrations: bool = True) -> dict[str, Any]:
     else:
         out["migrations"] = {"ok": False, "error": "no running app (or database) to ask",
                              "applied": [], "pending": [], "drift": []}
+    out["problems"] = status_problems(out)
+    out["exit_code"] = worst_code(out["problems"])
     return remote.redactor(out)
+
+
+# --------------------------------------------------------------------------- exit status
+
+def status_problems(d: dict[str, Any]) -> list[dict[str, Any]]:
+    """What makes a remote environment's status fail, each with its exit code and one line."""
+    out: list[dict[str, Any]] = []
+    db = d.get("db") or {}
+    if db.get("kind") != "url" and db.get("state") != "running":
+        out.append({"code": DB_DOWN_REMOTE, "text": f"the database container {db.get('name')} is "
+                    f"{db.get('state') or 'missing'}"})
+    app = d.get("app") or {}
+    if app.get("state") != "running":
+        out.append({"code": UNHEALTHY, "text": f"the app container {app.get('name')} is "
+                    f"{app.get('state') or 'missing'}"})
+    elif app.get("health") == "unhealthy":
+        out.append({"code": UNHEALTHY, "text": f"the app container {app.get('name')} is "
+                    "unhealthy (its HEALTHCHECK)"})
+    h = d.get("health") or {}
+    if not h.get("ok"):
+        out.append({"code": UNHEALTHY, "text": f"GET {h.get('url')} -> "
+                    f"{h.get('status') or h.get('error')}"})
+    m = d.get("migrations") or {}
+    for p in m.get("drift") or []:
+        if blocking(p):
+            out.append({"code": DRIFT, "text": p.get("message") or str(p)})
+    return out
 
 
 def last_migrate_output(remote: Remote) -> tuple[dict[str, Any] | None, list[str]]:

@@ -70,7 +70,7 @@ def test_markdown_summary_shows_result_steps_and_failed_output():
 
 def test_history_rows():
     rows = records.history_table([_record(migrations_applied=["2026_a", "2026_b"]).summary()])
-    assert rows == [["20260101T000000Z-abcd", "deploy", "running", "alice", "rev1",
-                     "sha256:abababababab", "12.50s", "2026_a, 2026_b"]]
+    assert rows == [["20260101T000000Z-abcd", "deploy", "running", "2023-11-14T22:13:20+00:00",
+                     "alice", "rev1", "sha256:abababababab", "12.50s", "-", "2026_a, 2026_b"]]
     assert records.history_table([{"id": "x", "result": "ok"}]) == [
-        ["x", "deploy", "ok", "-", "-", "-", "-", "-"]]
+        ["x", "deploy", "ok", "-", "-", "-", "-", "-", "-", "-"]]

@@ -225,7 +225,15 @@ def logs(
                                  since=since, tail=tail, write=typer.echo))
 
 
-@app.command("status")
+#: `conveyor status`'s exit codes (conveyor.reports.status; docs/exit-codes.md)
+STATUS_EXIT_CODES = ("Exit codes: 0 every environment named is healthy; otherwise the worst "
+                     "of: the error that kept a status from being read (2 a secret not set, 4 "
+                     "host unreachable, 21 host key refused, ...); 20 (7 locally) database not "
+                     "running; 9 app not running or unhealthy; 8 applied migrations edited or "
+                     "missing (blocking drift).")
+
+
+@app.command("status", epilog=STATUS_EXIT_CODES)
 def status(
     envs: Annotated[Optional[list[str]], typer.Argument(  # noqa: UP045 - typer needs it
         help="Environments (default: local).", show_default=False)] = None,
@@ -233,19 +241,17 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Containers and their health, the app's health check, applied and pending migrations,
-    drift between the migration files and the database."""
+    drift between the migration files and the database. Each environment's status is printed;
+    the exit code is non-zero when one is not healthy (below)."""
     import json
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from rich.console import Console
 
     from conveyor.cli.remote import remote_status
-    from conveyor.cli.remote_view import print_remote_status
+    from conveyor.cli.remote_view import print_remote_status, problem_line
     from conveyor.config import load_config
-    from conveyor.ops.local_status import gather_status
-    from conveyor.reports.local import status_lines
-    from conveyor.targets.local import open_stack
-    from conveyor.transport import LocalTransport
+    from conveyor.reports.status import worst_code
 
     cfg = load_config(project_dir)
     names = list(dict.fromkeys(envs or [LOCAL]))
@@ -264,12 +270,47 @@ def status(
             if not as_json:
                 print_remote_status(data)
             continue
-        stack = open_stack(cfg, name)
-        data = stack.redactor(gather_status(stack, LocalTransport(cwd=cfg.root_dir)))
-        reports[name] = data
+        reports[name] = data = _local_status(cfg, name)
         if not as_json:
-            for line in status_lines(data):
+            for line in _local_status_lines(data):
                 console.print(line)
+            if not data.get("error") and data.get("problems"):
+                console.print(problem_line(data))
     if as_json:
         # `conveyor status --json`: the local object; with environments named: keyed by name
         typer.echo(json.dumps(reports if envs else reports[LOCAL], indent=2, default=str))
+    code = worst_code(p for d in reports.values() for p in d.get("problems") or [])
+    if code:
+        raise SystemExit(code)
+
+
+def _local_status(cfg: Any, name: str) -> dict[str, Any]:
+    """The local environment's status; an error that keeps it from being read (no Docker
+    engine, a secret not set) is kept as data with its exit code, like a remote one's."""
+    from conveyor.cli.remote_view import error_kind
+    from conveyor.ops.local_status import gather_status
+    from conveyor.targets.local import open_stack
+    from conveyor.transport import LocalTransport
+
+    try:
+        stack = open_stack(cfg, name)
+        return stack.redactor(gather_status(stack, LocalTransport(cwd=cfg.root_dir)))
+    except ConveyorError as exc:
+        return {"environment": name, "kind": "local", "error": str(exc),
+                "error_kind": error_kind(exc), "hint": exc.hint,
+                "problems": [{"code": exc.exit_code, "text": str(exc)}],
+                "exit_code": exc.exit_code}
+
+
+def _local_status_lines(d: dict[str, Any]) -> list[str]:
+    from rich.markup import escape
+
+    from conveyor.reports.local import status_lines
+
+    if not d.get("error"):
+        return status_lines(d)
+    lines = [f"[bold]{escape(d['environment'])}[/bold]:",
+             f"  [red]{escape(d['error_kind'])}[/red]: {escape(d['error'])}"]
+    if d.get("hint"):
+        lines.append(f"  [yellow]hint[/yellow]: {escape(d['hint'])}")
+    return lines

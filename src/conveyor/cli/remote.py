@@ -213,8 +213,9 @@ def history(
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many deployments.")] = 20,
     as_json: AsJson = False,
 ) -> None:
-    """List an environment's deployments (newest last), or show one."""
-    from conveyor.records import history_table
+    """List an environment's deployments (oldest first, the newest last; why each failed one
+    failed), or show one: its steps, their timings and kept output."""
+    from conveyor.records import history_lines
     from conveyor.steps.record import read_history, read_record
 
     cfg = load(project_dir)
@@ -239,40 +240,56 @@ def history(
         typer.echo(f"{env}: no deployments recorded yet ({remote.host})")
         return
     typer.echo(f"{cfg.app.name} {env} deployments on {remote.host}, oldest first:")
-    header = ["ID", "KIND", "RESULT", "WHO", "REVISION", "IMAGE", "DURATION", "MIGRATIONS"]
-    rows = [header] + history_table(entries)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
-    for r in rows:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    for line in history_lines(entries):
+        typer.echo(line)
 
 
 def _print_record(rec: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.markup import escape
 
+    from conveyor.records import (
+        counts_text,
+        failure_reason,
+        migration_output_in_order,
+        test_counts,
+        zoned,
+    )
+
     c = Console(highlight=False, soft_wrap=True)
     colour = "green" if rec["result"] == "ok" else "red"
     c.print(f"[bold]deployment {rec['id']}[/bold] {rec['kind']} {rec['app']} → {rec['env']}: "
             f"[{colour}]{rec['result']}[/{colour}]")
+    reason = failure_reason(rec)
+    if reason:
+        c.print(f"  [red]{'failed at':<15}[/red] {escape(reason[0])}: {escape(reason[1])}")
     for key in ("who", "started_at", "finished_at", "duration", "image", "revision",
                 "previous_image", "url"):
-        c.print(f"  {key:<15} {escape(str(rec.get(key)))}")
+        value = rec.get(key)
+        if key in ("started_at", "finished_at"):
+            value = zoned(value)
+        elif key == "duration" and value is not None:
+            value = f"{value:.2f}s"
+        c.print(f"  {key:<15} {escape(str(value if value is not None else '-'))}")
     c.print(f"  {'migrations':<15} {', '.join(rec.get('migrations_applied') or []) or 'none'}")
-    if rec.get("tests"):
-        t = rec["tests"]
-        c.print(f"  {'tests':<15} {'passed' if t.get('ok') else 'FAILED'} "
-                f"({t.get('passed', '?')} passed, {t.get('failed', 0)} failed)")
+    t = test_counts(rec)
+    if t:
+        counts = counts_text(t)
+        c.print(f"  {'tests':<15} {'passed' if t.get('ok') else 'FAILED'}"
+                + (f" ({counts})" if counts else "")
+                + (f": {escape(str(t['command']))}" if t.get("command") else ""))
     if rec.get("error"):
-        c.print(f"  [red]error[/red]          {escape(rec['error'])}")
+        c.print(f"  [red]error[/red]           {escape(rec['error'])}")
     for s in rec.get("steps", []):
         st = s["status"]
         col = "green" if st == "ok" else ("yellow" if st in ("undone", "skipped") else "red")
         notes = "; ".join(s.get("notes") or [])
         c.print(f"[{col}]{st:>11}[/{col}] {s['name']:<10} {s['duration']:>7.2f}s  "
                 f"{escape(notes)}")
-        for line in s.get("output") or []:
+        output = list(s.get("output") or [])
+        if s["name"] in ("migrate", "revert"):
+            output = migration_output_in_order(output)
+        for line in output:
             c.print(f"              [dim]{escape(line)}[/dim]")
         if s.get("error"):
             c.print(f"              [red]{escape(s['error'])}[/red]")
-
-

@@ -14,24 +14,49 @@ from conveyor.targets.remote import Remote
 
 def remote_status(cfg, env_name: str, *, as_json: bool = False, quiet: bool = False
                   ) -> dict[str, Any]:
-    """Gather (and unless as_json/quiet, print) one remote environment's status."""
+    """Gather (and unless as_json/quiet, print) one remote environment's status. An error that
+    keeps the status from being read is kept as data: its message, hint, what kind of error
+    (`unreachable` only for a host that cannot be reached) and its exit code."""
+    from conveyor.errors import ConveyorError
     from conveyor.remote_status import gather_status
 
-    remote = Remote(cfg, env_name)
+    remote = None
     try:
+        remote = Remote(cfg, env_name)
         data = gather_status(remote)
-    except Exception as exc:
-        from conveyor.errors import ConveyorError
-
-        if not isinstance(exc, ConveyorError):
-            raise
-        data = {"environment": env_name, "host": remote.host, "url": remote.url,
-                "kind": "remote", "error": str(exc), "hint": exc.hint}
+    except ConveyorError as exc:
+        env = cfg.environment(env_name)
+        data = {"environment": env_name, "host": getattr(remote, "host", None) or env.host,
+                "url": _url(remote, cfg, env_name), "kind": "remote",
+                "error": str(exc), "error_kind": error_kind(exc), "hint": exc.hint,
+                "problems": [{"code": exc.exit_code, "text": str(exc)}],
+                "exit_code": exc.exit_code}
     finally:
-        remote.close()
+        if remote is not None:
+            remote.close()
     if not as_json and not quiet:
         print_remote_status(data)
     return data
+
+
+def _url(remote: Remote | None, cfg, env_name: str) -> str | None:
+    try:
+        return remote.url if remote is not None else cfg.environment(env_name).app_url(cfg.app)
+    except Exception:  # noqa: BLE001 - the URL is a courtesy in an error line
+        return None
+
+
+def error_kind(exc: Exception) -> str:
+    """How `conveyor status` names an error that kept it from reading an environment."""
+    from conveyor.errors import ConfigError, HostKeyError, HostUnreachable
+
+    if isinstance(exc, HostUnreachable):
+        return "unreachable"
+    if isinstance(exc, HostKeyError):
+        return "host key refused"
+    if isinstance(exc, ConfigError):
+        return "configuration"
+    return "error"
 
 
 def print_remote_status(d: dict[str, Any]) -> None:
@@ -41,7 +66,9 @@ def print_remote_status(d: dict[str, Any]) -> None:
     c = Console(highlight=False, soft_wrap=True)
     c.print(f"[bold]{d['environment']}[/bold]: {d['host']}, {d['url']}")
     if d.get("error"):
-        c.print(f"  [red]unreachable[/red]: {escape(d['error'])}")
+        c.print(f"  [red]{escape(d.get('error_kind') or 'error')}[/red]: {escape(d['error'])}")
+        if d.get("hint"):
+            c.print(f"  [yellow]hint[/yellow]: {escape(d['hint'])}")
         return
 
     def state(s: str | None) -> str:
@@ -94,6 +121,19 @@ def print_remote_status(d: dict[str, Any]) -> None:
         from conveyor.steps.lock import describe_holder
 
         c.print(f"  [yellow]locked[/yellow]      by {escape(describe_holder(d['lock']))}")
+    if d.get("problems"):
+        c.print(problem_line(d))
+
+
+def problem_line(d: dict[str, Any]) -> str:
+    """The last line of a failing environment's status: its exit code and why (rich markup)."""
+    from rich.markup import escape
+
+    from conveyor.reports.status import worst_code
+
+    problems = d.get("problems") or []
+    return (f"  [red]failing[/red]     exit {worst_code(problems)}: "
+            + escape("; ".join(str(p["text"]) for p in problems)))
 
 
 def remote_logs(cfg, env_name: str, services: list[str] | None = None, *,
@@ -102,6 +142,7 @@ def remote_logs(cfg, env_name: str, services: list[str] | None = None, *,
     `migrate`: the last deployment's kept migration output."""
     from conveyor.commands import docker
     from conveyor.errors import ConveyorError
+    from conveyor.records import migration_output_in_order
     from conveyor.remote_status import last_migrate_output
 
     services = list(services or ["app"])
@@ -128,6 +169,7 @@ def remote_logs(cfg, env_name: str, services: list[str] | None = None, *,
                     continue
                 typer.echo(f"# migrate step of deployment {rec['id']} ({rec['result']}, "
                            f"{rec['started_at']})")
+                lines = migration_output_in_order(lines)
                 for line in lines[-tail:] if tail else lines:
                     typer.echo(remote.redactor(line))
                 continue

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from conveyor.migrations import MigrationError, Migrator
+from conveyor.reports.status import DB_DOWN_LOCAL, DRIFT, UNHEALTHY, blocking, worst_code
 from conveyor.steps.compose_file import resolve_services
 from conveyor.steps.docker_engine import check_docker
 from conveyor.steps.local_containers import project_containers
@@ -34,6 +35,32 @@ def gather_status(stack: LocalStack, transport: Transport) -> dict[str, Any]:
     out["containers"] = rows
     out["health"] = probe(stack.health_url, stack.cfg.app.health.expect_status)
     out["migrations"] = migration_status(stack)
+    out["problems"] = status_problems(out, stack.app_service, stack.db_service)
+    out["exit_code"] = worst_code(out["problems"])
+    return out
+
+
+def status_problems(d: dict[str, Any], app_service: str, db_service: str | None
+                    ) -> list[dict[str, Any]]:
+    """What makes the local status fail, each with its exit code (`conveyor.reports.status`)."""
+    out: list[dict[str, Any]] = []
+    for row in d["containers"]:
+        if row["state"] == "running" and row.get("health") != "unhealthy":
+            continue
+        state = row["state"] if row.get("health") != "unhealthy" else "unhealthy"
+        if db_service and row["service"] == db_service:
+            out.append({"code": DB_DOWN_LOCAL,
+                        "text": f"the {db_service} service is {state}"})
+        elif row["service"] == app_service:
+            out.append({"code": UNHEALTHY,
+                        "text": f"the {app_service} service is {state}"})
+    h = d["health"]
+    if not h["ok"]:
+        out.append({"code": UNHEALTHY,
+                    "text": f"GET {h['url']} -> {h.get('error') or h.get('status')}"})
+    for p in d["migrations"].get("drift") or []:
+        if blocking(p):
+            out.append({"code": DRIFT, "text": p.get("message", str(p))})
     return out
 
 
