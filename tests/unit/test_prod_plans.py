@@ -216,7 +216,8 @@ def env_secrets(monkeypatch):
     monkeypatch.setenv("CONVEYOR_RUNNER_IMAGE", RUNNER)
 
 
-def make_config(tmp_path: Path, port: int, *, validate_ok: bool = True):
+def make_config(tmp_path: Path, port: int, *, validate_ok: bool = True,
+                rehearse: str = "never"):  # the rehearsal: tests/unit/test_rehearse.py
     (tmp_path / "known_hosts").write_text("")
     validate = json.dumps(["python3", "-c", (f"import sys; print('validating'); "
                                             f"sys.exit({0 if validate_ok else 1})")])
@@ -246,6 +247,7 @@ def make_config(tmp_path: Path, port: int, *, validate_ok: bool = True):
         validate_command = {validate}
         checks = [{{ path = "/health", status = 200, contains = "ok" }}]
         state_dir = "/srv/conveyor"
+        rehearse = "{rehearse}"
         [environments.prod.database]
         kind = "container"
         image = "postgres:15"

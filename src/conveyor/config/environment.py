@@ -4,9 +4,10 @@ backups and state directory on the host."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
+from pydantic import ByteSize
 
 from conveyor.config.app import AppConfig
 from conveyor.config.database import Database
@@ -74,6 +75,13 @@ class EnvironmentConfig(Model):
                          pattern=r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$",
                          description="restart policy of the app container")
     test_timeout: Seconds = Field(default=600.0, description="seconds the test command may run")
+    rehearse: Literal["always", "auto", "never"] = Field(
+        default="auto", description="rehearse the pending migrations on a scratch restore of "
+        "the fresh pre-deploy backup before prod is touched: always, never, or auto (when the "
+        "database is smaller than rehearse_max_size)")
+    rehearse_max_size: ByteSize = Field(
+        default=ByteSize(5 * 1024**3), ge=0, description="auto: the largest pg_database_size "
+        "that is rehearsed (bytes, or a string such as \"5GiB\", \"500MB\")")
 
     @field_validator("secrets", mode="before")
     @classmethod

@@ -40,6 +40,12 @@ SUMMARIES: dict[str, str] = {
     "with_env_file": "stdin -> the 0600 env file $1, run the rest of the argv, remove the file "
                      "whatever happens",
     "session": "read framed commands on stdin, run each with sh -c, mark its exit code",
+    "proxy_switch": "stdin -> $1/nginx.conf (renamed into place; the previous one back if "
+                    "`nginx -t` in $2 refuses it), SIGHUP $2, wait (at most $3 s) for a worker "
+                    "of the new configuration",
+    "rehearse": "restore: free disk in $2's data directory >= twice $5's size, psql -c $6 (a "
+                "scratch database $4), pg_restore -d $4 < $5, count its rows (SQL on stdin; "
+                "dropped on failure); drop: psql -c $7 -c $8",
 }
 
 

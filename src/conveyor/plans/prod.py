@@ -25,6 +25,7 @@ from conveyor.steps.lock import lock_info
 from conveyor.steps.migrate import PROD_HINT, migrate_step
 from conveyor.steps.pending import pending_step
 from conveyor.steps.record import record_step
+from conveyor.steps.rehearse import rehearse_step
 from conveyor.steps.report import report_step
 from conveyor.steps.tests import Verdicts
 from conveyor.steps.validate import validate_step
@@ -71,7 +72,9 @@ def prod_plans(remote: Remote, image: ImageRef, opts: ProdOptions, *,
     steps += [
         pending_step(remote, image, opts),
         backup_step(remote, did, BackupOptions(reason=f"before {kind} {did} of {image.ref}",
-                                               deployment=did)),
+                                               deployment=did,
+                                               rows=remote.env.rehearse != "never")),
+        *([rehearse_step(remote, image, did, opts)] if remote.env.rehearse != "never" else []),
         prepare_step(remote, image, did),
         stop_step(remote),
         migrate_step(remote, image, did, hint=PROD_HINT),

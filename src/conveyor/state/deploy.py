@@ -37,6 +37,7 @@ class ProdOptions:
     wait_timeout: float = 900.0
     junit: Path | None = None
     migrations: bool = False  # rollback: revert the migrations the target image does not have
+    max_downtime: float | None = None  # refuse when the rehearsal predicts more (seconds)
 
 
 @dataclass
@@ -70,6 +71,8 @@ class DeployState:
     revert: RevertPlan | None = None
     # backup
     backup: dict[str, Any] | None = None
+    # rehearse: the pending migrations on a scratch restore of the backup (timings, prediction)
+    rehearsal: dict[str, Any] | None = None
     # migrate / revert
     migrate_result: dict[str, Any] | None = None
     migrations_applied: list[str] = field(default_factory=list)

@@ -77,14 +77,16 @@ class BackupOptions:
     reason: str = "manual"
     deployment: str | None = None
     protect: str | None = None  # a backup id retention must not remove (the one being restored)
+    rows: bool = False  # also count each table's rows in the dump (the rehearsal checks them)
 
 
-def backup_argv(remote: Remote, backup_id: str, protect: str | None = None) -> tuple[str, ...]:
+def backup_argv(remote: Remote, backup_id: str, protect: str | None = None, *,
+                rows: bool = False) -> tuple[str, ...]:
     db = remote.managed_database()
     protect_name = backup_name(remote, protect) if protect else ""
     return host.argv("backup", backup_dir(remote), backup_name(remote, backup_id),
                      remote.db_container or "", db.user, db.name, str(remote.env.backup.keep),
-                     file_pattern(remote), protect_name)
+                     file_pattern(remote), protect_name, *(("rows",) if rows else ()))
 
 
 def applied_versions_from_rows(rows: list[str] | None) -> list[str] | None:
@@ -104,7 +106,7 @@ def take_backup(remote: Remote, backup_id: str, opts: BackupOptions,
         "image": st.serving_image if st else None,
         "migrations": applied_versions_from_rows(st.db_applied if st else None)}
     t0 = time.monotonic()
-    r = remote.transport.run(backup_argv(remote, backup_id, opts.protect),
+    r = remote.transport.run(backup_argv(remote, backup_id, opts.protect, rows=opts.rows),
                              input=json.dumps(meta) + "\n", check=False, timeout=None)
     if r.returncode != 0:
         raise BackupFailed(
@@ -114,14 +116,20 @@ def take_backup(remote: Remote, backup_id: str, opts: BackupOptions,
             f"{backup_dir(remote)} on {remote.host}")
     size = objects = 0
     removed = []
+    rows: dict[str, int] = {}
     for line in r.stdout.splitlines():
         if line.startswith("::backup:: "):
             _, size_s, objects_s = line.split()
             size, objects = int(size_s), int(objects_s)
+        elif line.startswith("::rows:: "):
+            _, count, table = line.split(" ", 2)
+            rows[table] = int(count)
         elif line.startswith("::removed:: "):
             removed.append(line.split(" ", 1)[1])
     meta.update(size=size, objects=objects, seconds=round(time.monotonic() - t0, 3),
                 removed=removed)
+    if opts.rows:
+        meta["rows"] = rows
     if log is not None:
         log(f"{meta['file']}: {size} bytes, {objects} objects in its table of contents "
             "(pg_restore --list)")
@@ -140,7 +148,7 @@ def backup_step(remote: Remote, backup_id: str, opts: BackupOptions) -> Step[Dep
         io.note(f"{meta['file']} ({human_size(meta['size'])}, verified)")
 
     return Step("backup", action, describe=[
-        host.shown(backup_argv(remote, backup_id, opts.protect)),
+        host.shown(backup_argv(remote, backup_id, opts.protect, rows=opts.rows)),
         "stdin: the backup's metadata (JSON: who, why, serving image, applied migrations)"],
         reads=("current", "db_applied"), writes=("backup",))
 
