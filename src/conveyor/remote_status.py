@@ -41,7 +41,9 @@ def _parse_sections(text: str) -> dict[str, Any]:
 def status_argv(remote: Remote) -> tuple[str, ...]:
     return host.argv("status", remote.state_dir, remote.app_container,
                      remote.previous_container, remote.db_container or "",
-                     f"{remote.app.name}-{remote.name}-runner")
+                     f"{remote.app.name}-{remote.name}-runner",
+                     *([remote.app_container.removesuffix("-app") + "-proxy"]
+                       if remote.env.strategy == "zero-downtime" else []))
 
 
 def runner_summary(runner: dict[str, Any] | None,
@@ -183,6 +185,8 @@ def gather_status(remote: Remote, *, migrations: bool = True) -> dict[str, Any]:
     out["lock"] = sections.get("lock")
     out["last_deployment"] = sections.get("last")
     out["runner"] = runner_summary(sections.get("runner"), sections.get("journal"))
+    if remote.env.strategy == "zero-downtime":  # the reverse proxy (steps/proxy.py)
+        out["proxy"] = _container_summary(sections.get("proxy")) or {"state": "missing"}
     status, body = http_get(remote.health_url, timeout=5.0)
     out["health"] = {"url": remote.health_url, "ok": status == remote.app.health.expect_status,
                      "status": status, "error": None if status else body}

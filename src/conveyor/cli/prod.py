@@ -40,6 +40,9 @@ Junit = Annotated[Path | None, typer.Option("--junit", help="The validation's JU
                                                "(validate_command is pytest).")]
 Summary = Annotated[Path | None, typer.Option(
     "--summary", help="Append a Markdown report here (e.g. $GITHUB_STEP_SUMMARY).")]
+Strategy = Annotated[str | None, typer.Option(
+    "--strategy", help="recreate: for this deploy, stop, migrate, start (contract migrations "
+    "allowed) on a zero-downtime environment. Default: the environment's strategy.")]
 
 
 def _finish(r, remote, dep, result, *, what: str, success: str, as_json: bool,
@@ -72,21 +75,33 @@ def _finish(r, remote, dep, result, *, what: str, success: str, as_json: bool,
     raise result.error
 
 
+def _strategy(value: str | None) -> str | None:
+    if value not in (None, "recreate", "zero-downtime"):
+        raise ConfigError(f"--strategy: expected recreate or zero-downtime, found {value!r}")
+    return value
+
+
 def deploy_promoted(ctx: typer.Context | None, env: str, project_dir: Path, *,
                     image: str | None = None, force: bool = False,
                     allow_destructive: bool = False, validate: bool = True, wait: bool = False,
                     wait_timeout: float = 900.0, junit: Path | None = None,
                     summary: Path | None = None, dry_run: bool = False, as_json: bool = False,
-                    source: str | None = None) -> None:
+                    source: str | None = None, strategy: str | None = None) -> None:
     """`conveyor deploy ENV` for an environment with `promote_from` (and `conveyor promote`)."""
     from conveyor.promotion import plan_promotion
 
     cfg = load(project_dir)
     opts = ProdOptions(project_dir=cfg.root_dir, allow_destructive=allow_destructive,
                        validate=validate, wait=wait, wait_timeout=wait_timeout,
-                       junit=junit.resolve() if junit is not None else None)
+                       junit=junit.resolve() if junit is not None else None,
+                       strategy=_strategy(strategy))
     promo = plan_promotion(cfg, env, image, opts, force=force, source=source)
     remote, img, dep, kind = promo.remote, promo.image, promo.dep, promo.kind
+    if strategy or remote.env.strategy == "zero-downtime":
+        from conveyor.plans.zero_downtime import plans_for
+
+        dep = plans_for(remote, img, opts, strategy=opts.strategy, provenance=promo.provenance,
+                        kind=kind, deployment_id=dep.record.id)
     r = renderer(ctx, as_json, remote.redactor)
     if promo.warning:
         if r.json_mode:
@@ -127,6 +142,7 @@ def promote(
     wait_timeout: WaitTimeout = 900.0,
     junit: Junit = None,
     summary: Summary = None,
+    strategy: Strategy = None,
     dry_run: DryRun = False,
     as_json: AsJson = False,
 ) -> None:
@@ -143,7 +159,7 @@ def promote(
     deploy_promoted(ctx, target, project_dir, image=image, force=force,
                     allow_destructive=allow_destructive, validate=not no_validate, wait=wait,
                     wait_timeout=wait_timeout, junit=junit, summary=summary, dry_run=dry_run,
-                    as_json=as_json, source=source)
+                    as_json=as_json, source=source, strategy=strategy)
 
 
 @app.command("rollback")
@@ -157,6 +173,9 @@ def rollback(
     migrations: Annotated[bool, typer.Option(
         "--migrations", help="Also revert the applied migrations the target image does not have "
         "(their down.sql, from the image that applied them; a backup is taken first).")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Roll back even to a version older than a contract migration applied "
+        "since (it meets a schema it does not know).")] = False,
     no_validate: NoValidate = False,
     wait: Wait = False,
     wait_timeout: WaitTimeout = 900.0,
@@ -171,10 +190,19 @@ def rollback(
     remote = Remote(cfg, env)
     try:
         target, info = rollback_target(remote, to)
+        from conveyor.steps.classify import rollback_guard
+        from conveyor.steps.record import read_history
+
+        warning = rollback_guard(remote, read_history(remote, 5000), target, info.get("to"),
+                                 force=force, migrations=migrations)
+        if warning:
+            info["forced"] = warning
         opts = ProdOptions(project_dir=cfg.root_dir, validate=not no_validate, wait=wait,
                            wait_timeout=wait_timeout, migrations=migrations)
         dep = rollback_plans(remote, target, opts, info=info)
         r = renderer(ctx, as_json, remote.redactor)
+        if warning:
+            r.message(warning)
         if dry_run:
             print_plan(r, dep.describe(), f"rollback {env} to {target.ref} ({remote.host})")
             return

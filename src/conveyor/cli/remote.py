@@ -130,6 +130,9 @@ def deploy(
     allow_destructive: Annotated[bool, typer.Option(
         "--allow-destructive", help="Promoted environments (prod): go on despite destructive "
         "lint findings in the pending migrations.")] = False,
+    strategy: Annotated[str | None, typer.Option(
+        "--strategy", help="Promoted environments (prod): recreate = stop, migrate, start for "
+        "this deploy (contract migrations allowed) on a zero-downtime environment.")] = None,
 ) -> None:
     """Deploy an image: lock, pull by digest, migrate (temporary container of the new image),
     replace the app container, wait for health, run the tests, record, unlock.
@@ -144,9 +147,10 @@ def deploy(
         return deploy_promoted(ctx, env, project_dir, image=image, force=force,
                                allow_destructive=allow_destructive, validate=not no_tests,
                                wait=wait, wait_timeout=wait_timeout, junit=junit,
-                               summary=summary, dry_run=dry_run, as_json=as_json)
-    if force or allow_destructive:
-        raise ConfigError(f"--force and --allow-destructive are for promoted environments; "
+                               summary=summary, dry_run=dry_run, as_json=as_json,
+                               strategy=strategy)
+    if force or allow_destructive or strategy:
+        raise ConfigError(f"--force, --allow-destructive and --strategy are for promoted environments; "
                             f"{env} has no `promote_from`")
     # ----
     from conveyor.images import resolve_image

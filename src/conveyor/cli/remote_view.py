@@ -88,6 +88,9 @@ def print_remote_status(d: dict[str, Any]) -> None:
     else:
         c.print(f"  database    {escape(db['name'])} {state(db.get('state'))}"
                 + (f" ({escape(db['image'])})" if db.get("image") else ""))
+    if d.get("proxy"):
+        c.print(f"  proxy       {escape(d['proxy'].get('name') or '-')} "
+                f"{state(d['proxy'].get('state'))} ({escape(str(d['proxy'].get('image')))})")
     h = d["health"]
     c.print(f"  health      GET {h['url']} -> "
             + (f"[green]{h['status']}[/green]" if h["ok"] else

@@ -41,6 +41,14 @@ class BackupConfig(Model):
     keep: Int = Field(default=10, ge=1)
 
 
+class ProxyConfig(Model):
+    """strategy = "zero-downtime": the environment's reverse proxy (nginx) on the host."""
+
+    image: NonEmpty = Field(default="nginx:1.27", description="the proxy's image (nginx)")
+    drain_timeout: Seconds = Field(default=30.0, description="seconds in-flight requests to the "
+                                   "old version may take after the switch")
+
+
 class EnvironmentConfig(Model):
     host: str | None = Field(default=None, description="SSH target user@host[:port]")
     known_hosts: str | None = None
@@ -75,6 +83,10 @@ class EnvironmentConfig(Model):
                          pattern=r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$",
                          description="restart policy of the app container")
     test_timeout: Seconds = Field(default=600.0, description="seconds the test command may run")
+    strategy: Literal["recreate", "zero-downtime"] = Field(
+        default="recreate", description="recreate: stop, migrate, start; zero-downtime: a "
+        "proxy on the host switches to the new version once healthy (expand migrations only)")
+    proxy: ProxyConfig = ProxyConfig()
     rehearse: Literal["always", "auto", "never"] = Field(
         default="auto", description="rehearse the pending migrations on a scratch restore of "
         "the fresh pre-deploy backup before prod is touched: always, never, or auto (when the "

@@ -7,6 +7,7 @@
 #   $3  the previous app container's name (kept for a rollback)
 #   $4  the database container's name ("": the database is reached by URL)
 #   $5  the runner container's name (optional)
+#   $6  the proxy container's name (optional: strategy = "zero-downtime")
 # Stdin: not read.
 # Stdout: sections, each a marker line then one line of JSON (null: missing):
 #   ::app::       `docker container inspect` of $2
@@ -15,6 +16,7 @@
 #   ::lock::      the lock holder ({} if the lock is taken and its holder file missing)
 #   ::last::      the last line of $1/history.jsonl
 #   ::runner::    (if $5) `.State` and labels of $5, then the last line of its run's journal
+#   ::proxy::     (if $6) `docker container inspect` of $6
 # Exit: 0.
 echo '::app::'
 docker container inspect --format '{{json .}}' "$2" 2>/dev/null || echo null
@@ -38,5 +40,9 @@ if [ -n "${5:-}" ]; then
   else
     echo null
   fi
+fi
+if [ -n "${6:-}" ]; then
+  echo '::proxy::'
+  docker container inspect --format '{{json .}}' "$6" 2>/dev/null || echo null
 fi
 echo

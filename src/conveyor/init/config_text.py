@@ -173,6 +173,14 @@ def render_config(facts: Facts) -> str:
             add(f"checks = [{{ path = {toml_str(health)}, status = 200 }}]")
             add("# production validation: a read-only smoke test suite, run against the new app")
             add("validate_command = []")
+            add("# zero-downtime: a reverse proxy (nginx, `conveyor setup prod`) publishes the "
+                "port; the new")
+            add("# version starts beside the old one and takes the traffic once healthy. "
+                "Contract migrations")
+            add("# (drop, rename, type change, SET NOT NULL) wait for a later deploy, or "
+                "--strategy recreate.")
+            add("strategy = \"zero-downtime\"", "\"recreate\": stop, migrate, start (a short "
+                "downtime)")
         add("")
         add(f"[environments.{env}.env]")
         add(f"APP_ENV = {toml_str(env)}")

@@ -79,6 +79,11 @@ def rollback_target(remote: Remote, to: str | None) -> tuple[ImageRef, dict[str,
 def rollback_plans(remote: Remote, target: ImageRef, opts: ProdOptions, *,
                    info: dict[str, Any] | None = None, deployment_id: str | None = None,
                    verdicts: Verdicts | None = None) -> Deployment:
+    if remote.env.strategy == "zero-downtime":  # behind the proxy (plans/zero_downtime.py)
+        from conveyor.plans.zero_downtime import zero_downtime_rollback
+
+        return zero_downtime_rollback(remote, target, opts, info=info,
+                                      deployment_id=deployment_id, verdicts=verdicts)
     did = deployment_id or new_id()
     record = ProdRecord(id=did, app=remote.app.name, env=remote.name, kind="rollback",
                         who=actor(), started_at=time.time(), image=target.ref,

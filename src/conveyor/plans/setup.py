@@ -25,6 +25,11 @@ def setup_plan(remote: Remote) -> Plan[DeployState]:
                  ready_step(remote)]
     else:
         steps = [state_dir_step(remote)]
+    if remote.env.strategy == "zero-downtime":  # the reverse proxy (steps/proxy.py)
+        from conveyor.steps.proxy import proxy_network_step, proxy_setup_step
+
+        steps += [proxy_network_step(remote)] if not remote.managed_db else []
+        steps.append(proxy_setup_step(remote))
     return Plan(f"setup {remote.name}", steps)
 
 

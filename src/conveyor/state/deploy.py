@@ -37,6 +37,7 @@ class ProdOptions:
     wait_timeout: float = 900.0
     junit: Path | None = None
     migrations: bool = False  # rollback: revert the migrations the target image does not have
+    strategy: str | None = None  # prod: `--strategy` for this deploy (None: the environment's)
     max_downtime: float | None = None  # refuse when the rehearsal predicts more (seconds)
 
 
@@ -83,6 +84,10 @@ class DeployState:
     stopped_old: bool = False  # stop
     fallback: dict[str, Any] | None = None  # stop's undo: the previous version answering again
     restarted: bool = False  # restore's start
+    # zero-downtime: each pending migration's class (classify), the proxy's upstream before
+    # the switch ("" none; switch)
+    migration_classes: dict[str, str] | None = None
+    proxy_upstream: str | None = None
     # tests (dev) and validation (prod)
     tests: dict[str, Any] | None = None
     tests_failed: bool = False
