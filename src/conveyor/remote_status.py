@@ -132,9 +132,10 @@ def migration_status(remote: Remote, image_ref: str) -> dict[str, Any]:
     temporary container runs); a database reached by URL: the engine in conveyor's runner
     image."""
     mcfg = remote.cfg.migrations
-    if mcfg.command:
-        return _unknown("migrations.command is set: conveyor's engine does not know this "
-                        "project's migration tool")
+    if mcfg.command:  # the project's own tool: its status output, never the engine's view
+        from conveyor.steps.foreign_remote import tool_status
+
+        return tool_status(remote, image_ref)
     with tempfile.TemporaryDirectory(prefix="conveyor-status-") as tmp:
         try:
             migrations = fetch_image_migrations(remote, image_ref, Path(tmp))

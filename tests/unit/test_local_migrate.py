@@ -37,7 +37,9 @@ def test_migrations_command_runs_in_a_temporary_container(tmp_path):
     toml.write_text(text.replace("\ncommand = []", '\ncommand = ["app", "migrate"]', 1))
     state = _state(root)
     assert command_argv(state, "notes:local", "cvunit_default") == (
-        "docker", "run", "--rm", "--network", "cvunit_default", "--env", "DATABASE_URL",
+        "docker", "run", "--rm", "--name", f"{state.target.project}-migrate",
+        "--network", "cvunit_default", "--env", "LOG_LEVEL", "--env", "DATABASE_URL",
         "--label", "conveyor.app=notes", "notes:local", "app", "migrate")
-    assert describe(state) == [command_argv(state, "<image of the compose service app>",
-                                            "<network of the db service>")]
+    assert describe(state)[0] == command_argv(state, "<image of the compose service app>",
+                                              "<network of the db service>")
+    assert "at every `up`" in describe(state)[1]

@@ -61,6 +61,14 @@ class MigrationsConfig(Model):
     lock_timeout: Seconds = 60.0
     container_dir: str = Field(default="/app/migrations",
                                description="where the image holds the migrations")
+    # a project's own migration tool (`migrations.command` set): see docs/migration-tools.md
+    timeout: Seconds = Field(default=3600.0, description="seconds `command` may run")
+    status_command: list[str] = Field(
+        default=[], description="argv printing the tool's own migration status (read-only)")
+    sql_command: list[str] = Field(
+        default=[], description="argv printing the SQL `command` would run (prod's lint)")
+    revert_command: list[str] = Field(
+        default=[], description="argv reverting the newest migration (rollback --migrations)")
 
 
 class RegistryConfig(Model):

@@ -34,7 +34,14 @@ def gather_status(stack: LocalStack, transport: Transport) -> dict[str, Any]:
                          "status": c.status, "ports": c.ports, "id": c.id[:12]})
     out["containers"] = rows
     out["health"] = probe(stack.health_url, stack.cfg.app.health.expect_status)
-    out["migrations"] = migration_status(stack)
+    if stack.cfg.migrations.command:  # the project's own tool: its status, not the engine's
+        from conveyor.steps.local_migrate import tool_status
+
+        db = next((c.id for c in containers if c.service == stack.db_service), None)
+        out["migrations"] = tool_status(stack, transport.run, services.get(stack.app_service),
+                                        db)
+    else:
+        out["migrations"] = migration_status(stack)
     out["problems"] = status_problems(out, stack.app_service, stack.db_service)
     out["exit_code"] = worst_code(out["problems"])
     return out

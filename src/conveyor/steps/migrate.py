@@ -13,8 +13,9 @@ from conveyor.imageref import ImageRef
 from conveyor.plan import Step, StepIO
 from conveyor.records import actor
 from conveyor.state.deploy import DeployState
+from conveyor.steps import foreign_remote as foreign
 from conveyor.steps import migrate_engine as engine
-from conveyor.targets.remote import Remote, env_file, tail
+from conveyor.targets.remote import Remote, tail
 
 #: what a failed migration means for the app, by stage
 DEV_HINT = ("the app was not touched: the previous version keeps serving. Fix the migration (a "
@@ -59,7 +60,9 @@ def migrate_step(remote: Remote, image: ImageRef, deployment_id: str, *,
                                             labels=labels)
         argv = host.argv("with_env_file", env_path, *run_argv)
         describe: list = [host.shown(argv),
-                          "stdin: env file with DATABASE_URL (0600, removed afterwards)"]
+                          ("stdin: env file with the app's environment and DATABASE_URL "
+                           "(0600, removed afterwards); stopped and removed after "
+                           f"{mcfg.timeout:g} s")]
     else:
         argv = engine.engine_argv("<conveyor's runner image>", files, name=name,
                                   network=remote.network, labels=labels)
@@ -77,22 +80,23 @@ def migrate_step(remote: Remote, image: ImageRef, deployment_id: str, *,
             st.migrations_applied = []
             io.note(skip)
             return
+        if mcfg.command:
+            foreign.run_remote(remote, io, argv, name=name, env_path=env_path, hint=hint,
+                               backup=st.backup)
+            st.migrations_applied = []
+            return
         url = remote.database_url()
 
         def sink(line: str) -> None:
             if not line.startswith(engine.RESULT_MARK):
                 io.log(line)
 
-        run = argv
-        if mcfg.command:
-            stdin = env_file({"DATABASE_URL": url}, "DATABASE_URL").encode()
-        else:
-            copy_out(remote, io, image.ref, files)
-            run = engine.engine_argv(engine.engine_image(remote), files, name=name,
-                                     network=remote.network, labels=labels)
-            stdin = engine.engine_stdin(
-                "run", url, lock_timeout=mcfg.lock_timeout,
-                applied_by=f"{actor()} via conveyor deploy {remote.name}")
+        copy_out(remote, io, image.ref, files)
+        run = engine.engine_argv(engine.engine_image(remote), files, name=name,
+                                 network=remote.network, labels=labels)
+        stdin = engine.engine_stdin(
+            "run", url, lock_timeout=mcfg.lock_timeout,
+            applied_by=f"{actor()} via conveyor deploy {remote.name}")
         assert io.transport is not None
         r = io.transport.run(run, input=stdin, stream=sink, check=False, timeout=None)
         parsed = engine.parse_output(r.stdout)

@@ -1,0 +1,124 @@
+"""A project's own migration tool on dev (steps/migrate.py with `migrations.command`,
+steps/foreign_remote.py): the temporary container of the new image gets the app's environment
+(app.env, app.secrets, the environment's env and secrets) and DATABASE_URL in the 0600 env file,
+never in an argv; failures name the command, its exit code and its last lines; past
+`migrations.timeout` the container and the env file are removed."""
+
+from __future__ import annotations
+
+from conveyor.errors import ConveyorError
+from conveyor.plans.deployment import run_deployment
+from conveyor.steps.foreign import Outcome
+from conveyor.steps.foreign_remote import backup_hint
+from conveyor.targets.remote import Remote
+from tests.unit.plans.test_dev_plan import (  # noqa: F401 (fixtures)
+    PASSWORD,
+    env_secrets,
+    health_server,
+    healthy_host,
+    make_config,
+    plan_for,
+)
+
+ENV_PATH = "/srv/conveyor/notes/dev/migrate-20260101T000000Z-abcd.env"
+CONTAINER = "notes-dev-migrate-20260101t000000z-abcd"
+ALEMBIC = ["alembic", "upgrade", "head"]
+
+
+def _is_tool(argv) -> bool:
+    return "alembic" in argv
+
+
+def test_the_tool_gets_the_apps_environment_in_the_env_file_only(tmp_path, env_secrets,
+                                                                  health_server):
+    port, _ = health_server
+    host = healthy_host()
+    host.rules.insert(0, (_is_tool, lambda a, i: (0, "Running upgrade -> 0002\n", "")))
+    _, dep = plan_for(tmp_path, port, host, migrations_command=ALEMBIC)
+    result = run_deployment(dep, lambda e: None)
+    assert result.ok, result.error
+    argv, stdin = next((a, i) for a, i in host.calls if _is_tool(a))
+    assert argv[-3:] == tuple(ALEMBIC) and argv[argv.index("--env-file") + 1] == ENV_PATH
+    lines = stdin.decode().splitlines()
+    assert lines[0] == f"DATABASE_URL=postgresql://notes:{PASSWORD}@notes-dev-db:5432/notes"
+    assert "API_TOKEN=tok-123456" in lines  # app.secrets reach the tool like they reach the app
+    for a, _ in host.calls:
+        assert not any(PASSWORD in x or "tok-123456" in x for x in a), a
+    migrate = next(s for s in dep.record.steps if s["name"] == "migrate")
+    assert migrate["notes"] == ["ran `alembic upgrade head` (the tool decides what is pending): "
+                                "Running upgrade -> 0002"]
+
+
+def test_a_command_not_in_the_image_fails_dev_clearly(tmp_path, env_secrets, health_server):
+    port, _ = health_server
+    host = healthy_host()
+    host.rules.insert(0, (_is_tool, lambda a, i: (
+        127, "", 'exec: "alembic": executable file not found in $PATH\n')))
+    _, dep = plan_for(tmp_path, port, host, migrations_command=ALEMBIC)
+    result = run_deployment(dep, lambda e: None)
+    assert not result.ok
+    text = str(result.error)
+    assert "`alembic upgrade head` failed on dev (exit 127: the command is not in the image" \
+        in text and "executable file not found" in text
+    assert "replace" not in [s["name"] for s in dep.record.steps if s.get("status") == "ok"]
+
+
+def test_a_hanging_command_is_stopped_and_leaves_nothing_on_the_host(tmp_path, env_secrets,
+                                                                     health_server):
+    port, _ = health_server
+    host = healthy_host()
+
+    def hang(argv, inp):
+        raise ConveyorError("timed out after 3600 s: sh -c ...")
+
+    host.rules.insert(0, (_is_tool, hang))
+    _, dep = plan_for(tmp_path, port, host, migrations_command=ALEMBIC)
+    result = run_deployment(dep, lambda e: None)
+    assert not result.ok
+    assert "did not finish on dev within migrations.timeout (3600 s)" in str(result.error)
+    after = [a for a, _ in host.calls]
+    i = next(n for n, a in enumerate(after) if _is_tool(a))
+    assert after[i + 1] == ("docker", "rm", "--force", CONTAINER)
+    assert after[i + 2] == ("rm", "-f", ENV_PATH)
+
+
+def test_a_prod_failure_names_the_pre_deploy_backup(tmp_path, env_secrets, health_server):
+    port, _ = health_server
+    remote = Remote(make_config(tmp_path, port, migrations_command=ALEMBIC), "dev")
+    hint = backup_hint(remote, "the previous version is started again",
+                       {"id": "20260101T000000Z-abcd", "file": "/b/notes-dev-x.dump"})
+    assert "the pre-deploy backup /b/notes-dev-x.dump is the way back" in hint
+    assert "`conveyor restore dev 20260101T000000Z-abcd`" in hint
+    assert Outcome(None, []).returncode is None
+
+
+def _remote(tmp_path, port, host, **mig) -> Remote:
+    cfg = make_config(tmp_path, port, migrations_command=ALEMBIC)
+    cfg.migrations = cfg.migrations.model_copy(update=mig)
+    return Remote(cfg, "dev", transport_factory=lambda r: host)
+
+
+def test_status_says_the_tool_manages_the_migrations(tmp_path, env_secrets, health_server):
+    from conveyor.remote_status import migration_status
+
+    port, _ = health_server
+    host = healthy_host()
+    m = migration_status(_remote(tmp_path, port, host), "img@sha256:x")
+    assert host.calls == []  # nothing runs without a status_command
+    assert m["ok"] is False and m["applied"] == [] and m["drift"] == []
+    assert "the project's migration tool manages the migrations (`alembic upgrade head`)" \
+        in m["error"] and "conveyor cannot tell which migrations are applied" in m["error"]
+
+
+def test_status_shows_the_tools_status_output(tmp_path, env_secrets, health_server):
+    from conveyor.remote_status import migration_status
+
+    port, _ = health_server
+    host = healthy_host()
+    host.rules.insert(0, (lambda a: "current" in a, lambda a, i: (0, "0002 (head)\n", "")))
+    m = migration_status(_remote(tmp_path, port, host, status_command=["alembic", "current"]),
+                         "img@sha256:x")
+    argv, stdin = host.calls[0]
+    assert argv[-2:] == ("alembic", "current") and "img@sha256:x" in argv
+    assert b"API_TOKEN=tok-123456" in stdin
+    assert m["tool"]["output"] == ["0002 (head)"] and "0002 (head)" in m["error"]
