@@ -519,7 +519,7 @@ def test_status_logs_and_history_show_what_happened(dev):
                                                  "health", "test"]
     assert all(s["status"] == "ok" and s["duration"] >= 0 for s in rec["steps"])
 
-    assert "GET /health" in dev.ok("logs", "dev", "app", "--tail", "50").stdout
+    assert "GET /health" in dev.ok("logs", "dev", "app", "--tail", "50", "--all").stdout
     assert "database system is ready" in dev.ok("logs", "dev", "db").stdout
     mig = dev.ok("logs", "dev", "migrate").stdout
     assert dev.deployments["broken"] in mig and "no_such_type" in mig

@@ -189,7 +189,7 @@ def test_start_line_names_the_revision_and_logs_show_requests(stack):
     assert "memos dev revision rev-e2e-1 started on 0.0.0.0:3000" in p.stdout, \
         p.stdout + p.stderr
     assert "stopped" in p.stdout  # SIGTERM handled by node itself
-    logs = stack.ok("logs", "app", "--tail", "50").stdout
+    logs = stack.ok("logs", "app", "--tail", "50", "--all").stdout
     assert "memos dev started on 0.0.0.0:3000" in logs and "GET /health 200" in logs, logs
 
 

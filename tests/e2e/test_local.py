@@ -217,7 +217,7 @@ def test_status_and_logs(stack):
     assert st["health"]["ok"] is True
     assert len(st["migrations"]["applied"]) == len(ORIGINAL_MIGRATIONS)
     assert st["migrations"]["pending"] == [] and st["migrations"]["drift"] == []
-    logs = stack.ok("logs", "app", "--tail", "50", "-C", str(stack.dir)).stdout
+    logs = stack.ok("logs", "app", "--tail", "50", "--all", "-C", str(stack.dir)).stdout
     assert "/health" in logs
     stack.ok("logs", "local", "db", "--tail", "5", "-C", str(stack.dir))
 

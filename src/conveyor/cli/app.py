@@ -6,20 +6,112 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from conveyor import __version__
 from conveyor.errors import exit_codes_text
 
+# --------------------------------------------------------------------------- help rendering
+#
+# Docstrings are hard-wrapped at 100 columns; rich rewraps them to the terminal. Before a help
+# page is rendered, each description is made flowing paragraphs (a paragraph's lines joined; a
+# paragraph of list items or indented lines keeps its lines) and its square brackets are escaped
+# (rich would take `[revert]` for a style tag and drop it). The root's exit-code epilogue is
+# printed as a two-column table.
+
+_TIDY = "_conveyor_help_tidy"
+
+
+def flowing(text: str | None) -> str | None:
+    """Help text as flowing paragraphs, rich markup escaped."""
+    import inspect
+
+    from rich.markup import escape
+
+    if not text:
+        return text
+    paragraphs = []
+    for para in inspect.cleandoc(text).split("\n\n"):
+        lines = para.splitlines()
+        listed = len(lines) > 1 and all(
+            ln.lstrip().startswith(("- ", "* ", "• ")) or ln.startswith(" ") for ln in lines[1:])
+        paragraphs.append(para if listed or para.startswith("\b") else
+                          " ".join(ln.strip() for ln in lines))
+    return escape("\n\n".join(paragraphs))
+
+
+def tidy_help(cmd: Any) -> Any:
+    """Make a command's (and its sub-commands' and parameters') help flowing and markup-safe,
+    once."""
+    if getattr(cmd, _TIDY, False):
+        return cmd
+    setattr(cmd, _TIDY, True)
+    cmd.help = flowing(cmd.help)
+    if cmd.epilog and cmd.epilog is not EXIT_CODES_EPILOG:
+        cmd.epilog = flowing(cmd.epilog)
+    for param in cmd.params:
+        if getattr(param, "help", None):
+            param.help = flowing(param.help)
+    for sub in (getattr(cmd, "commands", None) or {}).values():  # a group's commands
+        tidy_help(sub)
+    return cmd
+
+
+def exit_codes_table() -> Any:
+    """The exit codes as a rich table: code, meaning (wrapped in its column)."""
+    from rich.table import Table
+
+    from conveyor.errors import EXIT_CODES
+
+    table = Table(box=None, show_header=False, padding=(0, 1, 0, 0), pad_edge=False,
+                  title="Exit codes:", title_justify="left", title_style="")
+    table.add_column(justify="right", no_wrap=True)
+    table.add_column(overflow="fold")
+    for code, (_, text) in sorted(EXIT_CODES.items()):
+        table.add_row(str(code), text)
+    return table
+
+
+class ConveyorGroup(TyperGroup):
+    """The root group: tidies every help text before it is shown; the exit codes as a table."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        cmd = super().get_command(ctx, cmd_name)
+        return tidy_help(cmd) if cmd is not None else None
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        tidy_help(self)
+        epilog = self.epilog
+        self.epilog = None
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.epilog = epilog
+        if epilog is EXIT_CODES_EPILOG:
+            from rich.padding import Padding
+            from typer import rich_utils
+
+            rich_utils._get_rich_console().print(Padding(exit_codes_table(), (1, 1, 1, 1)))
+        elif epilog:
+            formatter.write_paragraph()
+            formatter.write_text(epilog)
+
+
+#: the root's epilogue (`conveyor --help` prints it as a table; plain lines without rich)
+EXIT_CODES_EPILOG = "Exit codes:\n" + exit_codes_text()
+
 app = typer.Typer(
     name="conveyor",
+    cls=ConveyorGroup,
     help="Deploy a containerized app and its PostgreSQL database: local -> dev -> prod, with "
     "Diesel-compatible migrations, backups and rollback.",
     no_args_is_help=True,
     add_completion=False,
-    epilog="Exit codes:\n\n" + exit_codes_text().replace("\n", "\n\n"),
+    rich_markup_mode="rich",
+    epilog=EXIT_CODES_EPILOG,
     pretty_exceptions_enable=False,
 )
 

@@ -204,8 +204,12 @@ def logs(
     = None,
     tail: Annotated[Optional[int], typer.Option(  # noqa: UP045
         "--tail", "-n", help="Only the last N lines.")] = None,
+    show_all: Annotated[bool, typer.Option(
+        "--all", help="Also the health probes' lines (GETs of the health path).")] = False,
 ) -> None:
-    """Show the app's and the database's logs (secrets masked)."""
+    """Show the app's and the database's logs (secrets masked), with timestamps, after a header
+    naming the container, its image and deployment; the health probes' requests are left out
+    unless --all. `conveyor logs ENV migrate`: the last deployment's migration output."""
     from conveyor.cli.remote import remote_logs
     from conveyor.config import load_config
     from conveyor.ops.local_logs import stream_logs
@@ -218,11 +222,13 @@ def logs(
     if words and words[0] in cfg.environment_names:
         env_name = words.pop(0)
     if cfg.environment(env_name).is_remote:
-        remote_logs(cfg, env_name, words, follow=follow, since=since, tail=tail)
+        remote_logs(cfg, env_name, words, follow=follow, since=since, tail=tail,
+                    keep_all=show_all)
         return
     stack = open_stack(cfg, env_name)
     raise SystemExit(stream_logs(stack, LocalTransport(cwd=cfg.root_dir), words, follow=follow,
-                                 since=since, tail=tail, write=typer.echo))
+                                 since=since, tail=tail, write=typer.echo, keep_all=show_all,
+                                 note=lambda line: typer.echo(line, err=True)))
 
 
 #: `conveyor status`'s exit codes (conveyor.reports.status; docs/exit-codes.md)

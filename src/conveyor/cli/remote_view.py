@@ -140,11 +140,15 @@ def problem_line(d: dict[str, Any]) -> str:
 
 
 def remote_logs(cfg, env_name: str, services: list[str] | None = None, *,
-                follow: bool = False, since: str | None = None, tail: int | None = None) -> None:
-    """`conveyor logs ENV [app|db|migrate]`: container logs over SSH (streamed, redacted);
-    `migrate`: the last deployment's kept migration output."""
+                follow: bool = False, since: str | None = None, tail: int | None = None,
+                keep_all: bool = False) -> None:
+    """`conveyor logs ENV [app|db|migrate]`: container logs over SSH (streamed, redacted, with
+    timestamps, after a header naming the container, its image and deployment; the health
+    probes' lines left out unless keep_all); `migrate`: the last deployment's kept migration
+    output."""
     from conveyor.commands import docker
     from conveyor.errors import ConveyorError
+    from conveyor.ops.log_filter import HEADER_FORMAT, ProbeFilter, header_line
     from conveyor.records import migration_output_in_order
     from conveyor.remote_status import last_migrate_output
 
@@ -180,12 +184,26 @@ def remote_logs(cfg, env_name: str, services: list[str] | None = None, *,
             if name is None:
                 typer.echo(f"{env_name}'s database is reached by URL: no container logs")
                 continue
-            argv = docker.logs(name, follow=follow, since=since, tail=tail)
-            r = remote.transport.run(argv, check=False, timeout=None,
-                                     stream=lambda line: typer.echo(remote.redactor(line)))
+            r = remote.transport.run(docker.inspect(name, HEADER_FORMAT), check=False,
+                                     timeout=60)
+            if r.returncode != 0 and "No such" in r.stderr:
+                raise ConveyorError(f"no container {name} on {remote.host}",
+                                    hint=f"deploy first (`conveyor deploy {env_name}`)"
+                                    if service == "app" else f"`conveyor setup {env_name}`")
+            typer.echo(remote.redactor(header_line(r.stdout, name)))
+            probes = ProbeFilter(cfg.app.health.path,
+                                 lambda line: typer.echo(remote.redactor(line)),
+                                 keep_all=keep_all or service != "app", tail=tail,
+                                 follow=follow)
+            argv = docker.logs(name, follow=follow, since=since, tail=probes.read_tail(),
+                               timestamps=True)
+            r = remote.transport.run(argv, check=False, timeout=None, stream=probes)
+            probes.flush()
             if r.returncode != 0 and "No such container" in r.stderr:
                 raise ConveyorError(f"no container {name} on {remote.host}",
                                     hint=f"deploy first (`conveyor deploy {env_name}`)"
                                     if service == "app" else f"`conveyor setup {env_name}`")
+            if probes.note():
+                typer.echo(probes.note(), err=True)
     finally:
         remote.close()

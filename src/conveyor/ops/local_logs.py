@@ -26,8 +26,13 @@ def service_aliases(stack: LocalStack, names: Sequence[str]) -> list[str]:
 
 def stream_logs(stack: LocalStack, transport: Transport, services: Sequence[str], *,
                 follow: bool, since: str | None, tail: int | None,
-                write: Callable[[str], None]) -> int:
-    """`compose logs`, every line through the redactor. Returns compose's exit code."""
+                write: Callable[[str], None], keep_all: bool = False,
+                note: Callable[[str], None] | None = None) -> int:
+    """`compose logs --timestamps` after a header naming the project's containers and images,
+    every line through the redactor, the health probes' lines left out unless `keep_all`.
+    Returns compose's exit code."""
+    from conveyor.ops.log_filter import ProbeFilter
+
     _, compose = check_docker(transport.run)
     resolved, _ = resolve_services(stack, compose, transport.run)
     wanted = service_aliases(stack, services)
@@ -35,16 +40,24 @@ def stream_logs(stack: LocalStack, transport: Transport, services: Sequence[str]
     if unknown:
         raise ConveyorError(f"no service {', '.join(unknown)} in the compose file "
                             f"(services: {', '.join(resolved)})")
+    shown = wanted or list(resolved)
+    write(f"# compose project {stack.project}: "
+          + ", ".join(f"{svc} ({resolved[svc] or '-'})" for svc in shown))
+    probes = ProbeFilter(stack.cfg.app.health.path, write, keep_all=keep_all, tail=tail,
+                         follow=follow)
     argv = composecmd.logs(compose, stack.project, stack.compose_files, wanted, follow=follow,
-                           since=since, tail=tail)
+                           since=since, tail=probes.read_tail(), timestamps=True)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             cwd=stack.project_dir)
     assert proc.stdout is not None
     try:
         for raw in proc.stdout:
-            write(stack.redactor(raw.decode(errors="replace").rstrip("\n")))
+            probes(stack.redactor(raw.decode(errors="replace").rstrip("\n")))
     except KeyboardInterrupt:
         proc.terminate()
+    probes.flush()
+    if probes.note():
+        (note or write)(probes.note() or "")
     return proc.wait()
 
 
