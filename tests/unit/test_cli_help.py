@@ -91,3 +91,13 @@ def test_the_exit_codes_read_as_a_table():
     i = next(i for i, ln in enumerate(narrow) if re.match(r"^\s+2 conveyor.toml", ln))
     column = narrow[i].index("conveyor.toml")
     assert narrow[i + 1][:column].strip() == "" and narrow[i + 1][column:].strip()
+
+
+def test_migrate_help_in_the_same_style():
+    out = help_of("migrate")
+    assert "╭─ Options" in out and "╭─ Commands" in out
+    assert re.search(r"│ --database-url +URL +PostgreSQL URL or libpq conninfo", out), out
+    assert re.search(r"│ status +Applied and pending migrations, and problems\.", out), out
+    assert "Exit codes: 0 ok;" in out
+    sub = help_of("migrate", "status")
+    assert "Usage: conveyor migrate status" in sub and "╭─ Options" in sub

@@ -186,6 +186,70 @@ def config_check(
         console.print(f"[yellow]not set:[/yellow] {escape(str(u))}", soft_wrap=True)
 
 
+def _sentence(text: str) -> str:
+    """The engine's lower-case help line as the other commands' sentences: capital, full stop."""
+    text = text.strip()
+    if not text:
+        return text
+    return text[:1].upper() + text[1:] + ("" if text.endswith((".", ")")) else ".")
+
+
+def migrate_help(argv: list[str]) -> int:
+    """`conveyor migrate [COMMAND] --help` in the style of the other commands' help (rich
+    panels), from the engine's argparse parsers (`conveyor.migrations.cli_args`)."""
+    import argparse
+
+    from rich.padding import Padding
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+    from typer import rich_utils
+
+    from conveyor.migrations import cli_args
+
+    command, _ = cli_args.subcommand([a for a in argv if a not in ("-h", "--help")])
+    if command == "lint":
+        from conveyor.migrations.cli import main as migrate_main
+
+        return migrate_main(argv)  # the linter's own parser
+    parser = cli_args.parser(command if command in cli_args.COMMANDS else None)
+    console = rich_utils._get_rich_console()
+    usage = parser.format_usage().strip().removeprefix("usage: ")
+    console.print(Padding(Text("Usage: " + " ".join(usage.split())), 1))
+    if parser.description:
+        console.print(Padding(Text(_sentence(parser.description)), (0, 1, 1, 1)))
+
+    def panel(title: str, rows: list[tuple[str, str, str]]) -> None:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True, style="bold cyan")
+        grid.add_column(no_wrap=True, style="bold yellow")
+        grid.add_column()
+        for row in rows:
+            grid.add_row(*row)
+        console.print(Panel(grid, title=title, title_align="left", border_style="dim"))
+
+    options, positionals, commands = [], [], []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            commands = [(name, "", _sentence(cli_args.COMMANDS.get(name) or ""))
+                        for name in action.choices]
+        elif action.option_strings:
+            metavar = "" if action.nargs == 0 else (action.metavar or action.dest.upper())
+            options.append((", ".join(sorted(action.option_strings, key=len, reverse=True)),
+                            str(metavar), _sentence(action.help or "")))
+        else:
+            positionals.append((str(action.metavar or action.dest), "",
+                                _sentence(action.help or "")))
+    if positionals:
+        panel("Arguments", positionals)
+    panel("Options", options)
+    if commands:
+        panel("Commands", commands)
+    if parser.epilog:
+        console.print(Padding(Text(parser.epilog), 1))
+    return 0
+
+
 @app.command(
     "migrate",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
@@ -195,4 +259,7 @@ def migrate(ctx: typer.Context) -> None:
     """Diesel-compatible migrations: run, revert, redo, status, plan, generate, lint."""
     from conveyor.migrations.cli import main as migrate_main
 
-    raise typer.Exit(migrate_main(list(ctx.args)))
+    args = list(ctx.args)
+    if "-h" in args or "--help" in args:
+        raise typer.Exit(migrate_help(args))
+    raise typer.Exit(migrate_main(args))
