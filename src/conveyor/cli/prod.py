@@ -24,7 +24,7 @@ from conveyor.steps.report import outcome_text
 from conveyor.targets.remote import Remote
 
 # steps whose output is shown as it happens (the others: with --verbose)
-STREAMED = {"plan", "migrate", "revert", "validate"}
+STREAMED = {"plan", "rehearse", "migrate", "revert", "validate"}
 
 Force = Annotated[bool, typer.Option(
     "--force", help="Deploy an --image that did not pass the environment it is promoted from "
@@ -40,6 +40,10 @@ Junit = Annotated[Path | None, typer.Option("--junit", help="The validation's JU
                                                "(validate_command is pytest).")]
 Summary = Annotated[Path | None, typer.Option(
     "--summary", help="Append a Markdown report here (e.g. $GITHUB_STEP_SUMMARY).")]
+MaxDowntime = Annotated[float | None, typer.Option(
+    "--max-downtime", metavar="SECONDS", help="Refuse the deploy (before anything stops) when "
+    "the rehearsal predicts a longer downtime (its migration time + the last stop/start/health)"
+    ".")]
 Strategy = Annotated[str | None, typer.Option(
     "--strategy", help="recreate: for this deploy, stop, migrate, start (contract migrations "
     "allowed) on a zero-downtime environment. Default: the environment's strategy.")]
@@ -82,6 +86,7 @@ def _strategy(value: str | None) -> str | None:
 
 
 def deploy_promoted(ctx: typer.Context | None, env: str, project_dir: Path, *,
+                    max_downtime: float | None = None,
                     image: str | None = None, force: bool = False,
                     allow_destructive: bool = False, validate: bool = True, wait: bool = False,
                     wait_timeout: float = 900.0, junit: Path | None = None,
@@ -95,6 +100,7 @@ def deploy_promoted(ctx: typer.Context | None, env: str, project_dir: Path, *,
                        validate=validate, wait=wait, wait_timeout=wait_timeout,
                        junit=junit.resolve() if junit is not None else None,
                        strategy=_strategy(strategy))
+    opts.max_downtime = max_downtime
     promo = plan_promotion(cfg, env, image, opts, force=force, source=source)
     remote, img, dep, kind = promo.remote, promo.image, promo.dep, promo.kind
     if strategy or remote.env.strategy == "zero-downtime":
@@ -141,6 +147,7 @@ def promote(
     wait: Wait = False,
     wait_timeout: WaitTimeout = 900.0,
     junit: Junit = None,
+    max_downtime: MaxDowntime = None,
     summary: Summary = None,
     strategy: Strategy = None,
     dry_run: DryRun = False,
@@ -156,7 +163,7 @@ def promote(
                           file=cfg.file, key=f"environments.{target}.promote_from",
                           hint=f"conveyor promote {declared} {target}")
     cfg.environment(source)
-    deploy_promoted(ctx, target, project_dir, image=image, force=force,
+    deploy_promoted(ctx, target, project_dir, max_downtime=max_downtime, image=image, force=force,
                     allow_destructive=allow_destructive, validate=not no_validate, wait=wait,
                     wait_timeout=wait_timeout, junit=junit, summary=summary, dry_run=dry_run,
                     as_json=as_json, source=source, strategy=strategy)
@@ -381,3 +388,58 @@ def _restored_state(remote: Remote, st: Any) -> list[str]:
     if not lacking and not unknown:
         lines.append("the serving version knows exactly these migrations")
     return lines
+
+
+@app.command("rehearse")
+def rehearse_cmd(
+    ctx: typer.Context,
+    env: EnvArg,
+    project_dir: ProjectDir = Path("."),
+    image: Annotated[str | None, typer.Option(
+        "--image", help="The image to rehearse (REPO@sha256:... or a tag pushed from here; it "
+        "need not have passed anything: nothing is deployed). Default: what `conveyor deploy "
+        "ENV` would promote.")] = None,
+    allow_destructive: AllowDestructive = False,
+    max_downtime: MaxDowntime = None,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = 900.0,
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
+) -> None:
+    """Rehearse a deploy of ENV now (e.g. from CI before a merge), without deploying: lock, pull,
+    plan and lint, a fresh backup, the pending migrations on a scratch restore of it, unlock.
+    Reports each migration's duration and locks and the predicted downtime; fails as the deploy
+    would (a migration failing on prod's data: exit 8)."""
+    from conveyor.plans.rehearse import rehearse_plans, report_lines
+    from conveyor.promotion import choose_image
+
+    cfg = load(project_dir)
+    remote = Remote(cfg, env)
+    try:
+        remote.managed_database("rehearsals")
+        img, provenance = choose_image(cfg, env, image, force=image is not None)
+        opts = ProdOptions(project_dir=cfg.root_dir, allow_destructive=allow_destructive,
+                           wait=wait, wait_timeout=wait_timeout, max_downtime=max_downtime)
+        dep = rehearse_plans(remote, img, opts, provenance=provenance)
+        r = renderer(ctx, as_json, remote.redactor)
+        if dry_run:
+            print_plan(r, dep.describe(), f"rehearse {img.ref} on {env} ({remote.host})")
+            return
+        if not r.json_mode:
+            r.console.print(f"rehearsing [bold]{img.ref}[/bold] on a restored copy of "
+                            f"[bold]{env}[/bold] ({remote.host}), run {dep.record.id}")
+        result = run_on_host(dep, job_for("rehearse", dep, opts, provenance=provenance),
+                             emitter(r, STREAMED), wait=wait, wait_timeout=wait_timeout)
+    finally:
+        remote.close()
+    info = dep.state.rehearsal or (dep.record.details or {}).get("rehearsal")
+    if not r.json_mode:
+        for line in report_lines(info):
+            r.message(line)
+    if result.error is not None:
+        if r.json_mode:
+            r.result({"rehearsal": info, "deployment": remote.redactor(dep.record.as_dict())})
+        raise result.error
+    r.result({"rehearsal": info}, f"[green]rehearsed[/green] on {env}: "
+             + (f"predicted downtime {info['predicted_downtime']:.2f} s"
+                if info and "predicted_downtime" in info else "no prediction"))

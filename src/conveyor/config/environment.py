@@ -6,8 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
-from pydantic import ByteSize
+from pydantic import ByteSize, Field, field_validator, model_validator
 
 from conveyor.config.app import AppConfig
 from conveyor.config.database import Database

@@ -40,6 +40,7 @@ if [ "${9-}" = rows ]; then
     copy && $0 == "\\." { print n "\t" t; copy = 0; next }
     copy { n++; next }
     /^COPY .* FROM stdin;$/ { t = substr($0, 6); sub(/ FROM stdin;$/, "", t); sub(/ \(.*$/, "", t)
+                              sub(/ +$/, "", t)
                               n = 0; copy = 1 }')
   if [ -e "$f.failed" ]; then
     rm -f "$f.partial" "$f.failed"; echo "pg_restore cannot read the dump's data" >&2; exit 13

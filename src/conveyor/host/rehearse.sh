@@ -30,8 +30,8 @@ if [ "$m" = drop ]; then
 fi
 [ -s "$f" ] || { echo "no backup file $f (or it is empty)" >&2; exit 31; }
 data=$(docker exec "$c" psql -XAtq -v ON_ERROR_STOP=1 -U "$u" -d postgres \
-  -c "SHOW data_directory") || exit 31
-free=$(docker exec "$c" df -Pk "$data" | awk 'NR == 2 { print $4 }')
+  -c "SHOW data_directory" < /dev/null) || exit 31
+free=$(docker exec "$c" df -Pk "$data" < /dev/null | awk 'NR == 2 { print $4 }')
 case $free in ''|*[!0-9]*) echo "cannot read the free disk of $data in $c" >&2; exit 31 ;; esac
 size=$(wc -c < "$f")
 needed=$(( (2 * size + 1023) / 1024 ))
@@ -41,7 +41,8 @@ if [ "$free" -lt "$needed" ]; then
     "needed (twice the dump's size)" >&2
   exit 30
 fi
-docker exec "$c" psql -XAtq -v ON_ERROR_STOP=1 -U "$u" -d postgres -c "$create" || exit 32
+docker exec "$c" psql -XAtq -v ON_ERROR_STOP=1 -U "$u" -d postgres -c "$create" < /dev/null \
+  || exit 32
 if ! docker exec -i "$c" pg_restore --exit-on-error --single-transaction --no-password \
     -U "$u" -d "$scratch" < "$f"; then
   drop 2>/dev/null; exit 33

@@ -16,7 +16,7 @@ from conveyor.state.deploy import DeployOptions, ProdOptions
 from conveyor.steps.tests import Verdicts
 from conveyor.targets.remote import Remote
 
-KINDS = ("dev", "prod", "rollback", "restore")
+KINDS = ("dev", "prod", "rollback", "restore", "rehearse")
 
 
 @dataclass
@@ -123,6 +123,7 @@ def build(job: Job, remote: Remote, verdicts: Verdicts | None) -> Deployment:
                         wait=o["wait"], wait_timeout=o["wait_timeout"],
                         junit=_path(o.get("junit")), migrations=o["migrations"],
                         strategy=o.get("strategy"))
+    popts.max_downtime = o.get("max_downtime")
     if job.kind == "prod":
         assert image is not None
         if remote.env.strategy == "zero-downtime":
@@ -138,6 +139,12 @@ def build(job: Job, remote: Remote, verdicts: Verdicts | None) -> Deployment:
         assert image is not None
         return rollback_plans(remote, image, popts, info=job.extra.get("info"),
                               deployment_id=job.id, verdicts=verdicts)
+    if job.kind == "rehearse":
+        from conveyor.plans.rehearse import rehearse_plans
+
+        assert image is not None
+        return rehearse_plans(remote, image, popts, provenance=job.extra.get("provenance"),
+                              deployment_id=job.id)
     if job.kind == "restore":
         return restore_plans(remote, job.extra["backup_id"], popts, deployment_id=job.id)
     raise ValueError(f"unknown job kind {job.kind!r}")

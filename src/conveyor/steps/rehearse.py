@@ -114,13 +114,15 @@ def stop_sampler_argv(remote: Remote) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- decisions
 
 
-def skip_reason(remote: Remote, st: DeployState, io: StepIO) -> str | None:
-    """Why this deploy is not rehearsed (None: rehearse)."""
+def skip_reason(remote: Remote, st: DeployState, io: StepIO,
+                always: bool = False) -> str | None:
+    """Why this deploy is not rehearsed (None: rehearse). `always`: on demand."""
     env = remote.env
-    if env.rehearse == "never":
+    mode = "always" if always else env.rehearse
+    if mode == "never":
         return f'rehearse = "never" for {remote.name}'
     if not remote.managed_db:
-        if env.rehearse == "always":
+        if mode == "always":
             raise ConfigError(f'rehearse = "always", but {remote.name}\'s database is reached '
                               "by URL: a rehearsal restores into a scratch database of a "
                               "conveyor-managed one", file=remote.cfg.file,
@@ -128,7 +130,7 @@ def skip_reason(remote: Remote, st: DeployState, io: StepIO) -> str | None:
         return "the database is reached by URL (a rehearsal needs a conveyor-managed one)"
     if st.pending == [] and not remote.cfg.migrations.command:
         return "nothing pending: nothing to rehearse"
-    if env.rehearse == "auto":
+    if mode == "auto":
         r = io.run(size_argv(remote), check=False, timeout=60)
         out = r.stdout.strip()
         if r.returncode != 0 or not out.isdigit():
@@ -292,9 +294,9 @@ def _migrate(remote: Remote, image: ImageRef, did: str, url: str, io: StepIO,
 
 
 def rehearse(remote: Remote, image: ImageRef, did: str, opts: ProdOptions | None,
-             st: DeployState, io: StepIO) -> None:
+             st: DeployState, io: StepIO, always: bool = False) -> None:
     details = getattr(st.record, "details", None)
-    reason = skip_reason(remote, st, io)
+    reason = skip_reason(remote, st, io, always)
     info: dict[str, Any] = {"rehearsed": reason is None}
     if reason is not None:
         info["skipped"] = reason
@@ -424,8 +426,8 @@ def drop_scratch(remote: Remote, io: StepIO, scratch: str) -> None:
     io.log(f"dropped the scratch database {scratch}")
 
 
-def rehearse_step(remote: Remote, image: ImageRef, did: str,
-                  opts: ProdOptions | None = None) -> Step[DeployState]:
+def rehearse_step(remote: Remote, image: ImageRef, did: str, opts: ProdOptions | None = None,
+                  *, always: bool = False) -> Step[DeployState]:
     scratch = scratch_name(remote, did) if remote.managed_db else "<scratch database>"
     rm = docker.rm(remote.container_name("rehearse", did), force=True)
 
@@ -438,6 +440,7 @@ def rehearse_step(remote: Remote, image: ImageRef, did: str,
             drop_scratch(remote, io, scratch)
 
     describe: list[Any] = [
+        "on demand: always" if always else
         (f"rehearse = {remote.env.rehearse!r} (auto: when pg_database_size <= "
         f"{human_size(int(remote.env.rehearse_max_size))})"),
         "the pending migrations, run first on a scratch restore of the backup; a failure stops "
@@ -449,7 +452,7 @@ def rehearse_step(remote: Remote, image: ImageRef, did: str,
                          (f"migrations in a temporary container "
                          f"{remote.container_name('rehearse', did)} against {scratch}"),
                          host.shown(rehearse_argv(remote, "drop", scratch))]
-    return Step("rehearse", lambda st, io: rehearse(remote, image, did, opts, st, io),
+    return Step("rehearse", lambda st, io: rehearse(remote, image, did, opts, st, io, always),
                 describe=describe, undo=undo,
                 undo_describe=[rm, "drop the scratch database (if it is there)"],
                 reads=("backup", "pending"), writes=("rehearsal",))
