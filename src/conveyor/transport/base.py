@@ -3,9 +3,8 @@ scripts built from quoted argvs."""
 
 from __future__ import annotations
 
-import subprocess
-
 import shlex
+import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Self
