@@ -10,7 +10,7 @@ from conveyor.config import Config
 from conveyor.errors import ConfigError, ConveyorError, NotPromotable
 from conveyor.imageref import ImageRef
 from conveyor.plans.deployment import Deployment
-from conveyor.plans.prod import prod_plans
+from conveyor.plans.zero_downtime import plans_for
 from conveyor.state.deploy import ProdOptions
 from conveyor.steps.record import read_history
 from conveyor.targets.remote import Remote
@@ -83,7 +83,8 @@ def choose_image(cfg: Config, env_name: str, image: str | None, *, force: bool =
 @dataclass
 class Promotion:
     """A planned promotion: the target environment, the image chosen for it and where that
-    image comes from, and the deployment (`prod_plans`) that puts it there."""
+    image comes from, and the deployment (`plans_for`: the environment's strategy) that puts it
+    there."""
 
     remote: Remote
     image: ImageRef
@@ -129,7 +130,7 @@ def plan_promotion(cfg: Config, env_name: str, image: str | ImageRef | None, opt
         img = ImageRef(img.repository, img.digest, img.revision or image.revision,
                        img.tag or image.tag)
     kind = "deploy" if provenance.get("forced") else "promote"
-    dep = prod_plans(remote, img, opts, provenance=provenance, kind=kind)
+    dep = plans_for(remote, img, opts, strategy=opts.strategy, provenance=provenance, kind=kind)
     return Promotion(remote, img, provenance, kind, src, dep)
 
 

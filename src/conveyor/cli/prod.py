@@ -103,11 +103,6 @@ def deploy_promoted(ctx: typer.Context | None, env: str, project_dir: Path, *,
     opts.max_downtime = max_downtime
     promo = plan_promotion(cfg, env, image, opts, force=force, source=source)
     remote, img, dep, kind = promo.remote, promo.image, promo.dep, promo.kind
-    if strategy or remote.env.strategy == "zero-downtime":
-        from conveyor.plans.zero_downtime import plans_for
-
-        dep = plans_for(remote, img, opts, strategy=opts.strategy, provenance=promo.provenance,
-                        kind=kind, deployment_id=dep.record.id)
     r = renderer(ctx, as_json, remote.redactor)
     if promo.warning:
         if r.json_mode:
