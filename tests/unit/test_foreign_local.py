@@ -89,8 +89,8 @@ def test_the_command_runs_at_every_up_without_a_diesel_directory(project):
     assert env["SECRET_KEY"] == SECRET and env["LOG_LEVEL"] == "info"
     assert env["DATABASE_URL"].startswith("postgresql://notes:pw-local@db:5432/")
     assert state.migrations_applied == [] and state.migrations_total is None
-    assert io.notes == ["ran `alembic upgrade head` (the tool decides what is pending): "
-                        "INFO  Running upgrade  -> 0001, init"]
+    assert io.notes == [("ran `alembic upgrade head` (the tool decides what is pending): "
+                        "INFO  Running upgrade  -> 0001, init")]
     _run(project, fake)  # and again: the tool decides, conveyor does not skip it
     assert sum(1 for a, _ in fake.calls if a[:2] == ("docker", "run")) == 2
 

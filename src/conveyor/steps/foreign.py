@@ -63,6 +63,7 @@ class Outcome:
 
     returncode: int | None
     lines: list[str] = field(default_factory=list)
+    stdout: str = ""  # the standard output alone (e.g. the SQL of `sql_command`)
 
     @property
     def ok(self) -> bool:
@@ -114,7 +115,7 @@ def run_tool(run: Runner, argv: Sequence[str], *, timeout: float, log: Callable[
         lines = (r.stdout + r.stderr).splitlines()
     elif r.stderr and not any(ln in lines for ln in r.stderr.splitlines()):
         lines += r.stderr.splitlines()
-    return Outcome(r.returncode, lines)
+    return Outcome(r.returncode, lines, r.stdout)
 
 
 def remove_container_argv(name: str) -> tuple[str, ...]:

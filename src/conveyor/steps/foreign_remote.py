@@ -61,17 +61,21 @@ def backup_hint(remote: Remote, hint: str, backup: dict[str, Any] | None) -> str
 
 
 def run_remote(remote: Remote, io: StepIO, argv: Sequence[str], *, name: str, env_path: str,
-               hint: str, backup: dict[str, Any] | None) -> None:
-    """The migrate step's `migrations.command`: the tool decides what is pending."""
+               hint: str, backup: dict[str, Any] | None, command: Sequence[str] = (),
+               what: str = "the migration command") -> None:
+    """The migrate step's `migrations.command` (the tool decides what is pending), or the
+    revert step's `revert_command`."""
     mcfg = remote.cfg.migrations
+    command = command or mcfg.command
     assert io.transport is not None
     out = run_in_container(remote, io.transport.run, argv, name=name, env_path=env_path,
                            timeout=mcfg.timeout, log=io.log)
     if not out.ok:
-        raise foreign.failure("the migration command", mcfg.command, out, where=remote.name,
+        raise foreign.failure(what, command, out, where=remote.name,
                               timeout=mcfg.timeout, hint=backup_hint(remote, hint, backup))
     last = [ln for ln in out.lines if ln.strip()]
-    io.note(f"ran `{foreign.shown(mcfg.command)}` (the tool decides what is pending)"
+    io.note(f"ran `{foreign.shown(command)}`"
+            + (" (the tool decides what is pending)" if what == "the migration command" else "")
             + (f": {last[-1].strip()}" if last else ""))
 
 

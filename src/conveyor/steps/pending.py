@@ -70,6 +70,11 @@ def pending_step(remote: Remote, image: ImageRef, opts: ProdOptions) -> Step[Dep
         from conveyor.migrations.errors import MigrationError
         from conveyor.migrations.lint import lint_migrations
 
+        if remote.cfg.migrations.command:  # the project's own tool: steps/foreign_plan.py
+            from conveyor.steps.foreign_plan import foreign_pending
+
+            foreign_pending(remote, image, opts, st, io)
+            return
         details = getattr(st.record, "details", None)
         skip = nothing_to_migrate(remote, st)
         if skip:
@@ -126,6 +131,11 @@ def pending_step(remote: Remote, image: ImageRef, opts: ProdOptions) -> Step[Dep
         io.note(f"{len(pending)} pending: {', '.join(m.name for m in pending)}; lint: {counts}"
                 + (" (allowed by --allow-destructive)" if blocked else ""))
 
+    if remote.cfg.migrations.command:
+        from conveyor.steps.foreign_plan import describe as foreign_describe
+
+        return Step("plan", action, describe=foreign_describe(remote, opts),
+                    reads=("image_labels", "db_applied"), writes=("pending",))
     return Step("plan", action, describe=[
         host.shown(image_files_argv(remote, image.ref, remote.cfg.migrations.container_dir)),
         "pending = the image's migrations not applied in the database "

@@ -52,6 +52,11 @@ def rollback_plan_step(remote: Remote, target: ImageRef, opts: ProdOptions) -> S
     def action(st: DeployState, io: StepIO) -> None:
         io.log(f"serving now: {st.serving_image or '(nothing)'}")
         io.log(f"rolling back to: {target.ref}")
+        if remote.cfg.migrations.command:  # the project's own tool: revert_command
+            from conveyor.steps.foreign_plan import foreign_rollback_plan
+
+            foreign_rollback_plan(remote, opts, st, io)
+            return
         with tempfile.TemporaryDirectory(prefix="conveyor-rollback-") as tmp:
             target_migs = fetch_image_migrations(remote, target.ref, Path(tmp) / "target")
         known = {m.version for m in target_migs}
@@ -115,6 +120,16 @@ def revert_step(remote: Remote, deployment_id: str) -> Step[DeployState]:
             io.note("nothing to revert")
             return
         mcfg = remote.cfg.migrations
+        if mcfg.command:  # the project's own tool: revert_command in the serving image
+            from conveyor.steps.foreign_remote import run_remote, tool_argv
+
+            argv, name, env_path = tool_argv(remote, rv.image, mcfg.revert_command, "revert",
+                                             deployment_id)
+            run_remote(remote, io, argv, name=name, env_path=env_path, command=mcfg.revert_command,
+                       what="the revert command", hint="the previous version is started again; "
+                       "what serves and what the database holds: above", backup=st.backup)
+            st.migrations_reverted = list(rv.names)
+            return
         files = engine.migrations_dir(remote, deployment_id, "revert")
         r = io.run(engine.copy_out_argv(remote, rv.image, files), check=False, timeout=300)
         if r.returncode != 0:
