@@ -8,7 +8,10 @@ check, and what could not be found is said in a comment and in the command's out
 * the compose file (docker-compose.yml, compose.yaml, ...): the PostgreSQL service (image, user,
   database, password variable, published port) and the app service (build context, Dockerfile,
   build args, published port, image name);
-* a Diesel-layout migrations directory (`<version>_<name>/up.sql`, `diesel.toml` honoured);
+* the project's own migration tool (`alembic.ini`, Django's `manage.py`, Rails' `bin/rails`,
+  Prisma's `schema.prisma`: `migrations.command` and its status, SQL and revert commands), else
+  a Diesel-layout migrations directory (`<version>_<name>/up.sql`, `diesel.toml` honoured);
+* the app's health route (the HEALTHCHECK's path, else a common health path routed in the code);
 * the test suite (pytest, cargo, npm, go, make) for the environments' `test_command`.
 
 Secrets are never copied: every password is a reference (`{ env = "VAR" }`). The one value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from conveyor.init.facts import POSTGRES_PORT, Facts
 from conveyor.init.yaml_text import compose_variables, to_conveyor_interpolation
@@ -21,8 +22,6 @@ def render_config(facts: Facts) -> str:
     P = facts.env_prefix
     port = facts.port or 8000
     health = facts.health_path or "/health"
-    mig_dir = facts.migrations_dir or "migrations"
-    container_dir = facts.migrations_container_dir or "/app/migrations"
     L: list[str] = []
 
     def add(line: str, comment: str | None = None) -> None:
@@ -71,17 +70,10 @@ def render_config(facts: Facts) -> str:
     add("# e.g. SECRET_KEY = { env = \"" + P + "_SECRET_KEY\" }")
     add("")
     add("[migrations]")
-    mig_note = (f"found: {facts.migrations_count} migration(s)"
-                + (" (diesel.toml)" if facts.migrations_source == "diesel.toml" else "")
-                if facts.migrations_dir else "guess: no migrations directory found")
-    add(f"dir = {toml_str(mig_dir)}", mig_note)
-    add("# Diesel layout: <version>_<name>/{up.sql,down.sql[,metadata.toml]}")
-    add(f"container_dir = {toml_str(container_dir)}",
-        "found: the Dockerfile's COPY" if facts.migrations_container_dir else
-        "guess: where the image holds the migrations")
-    add("command = []",
-        "[] = conveyor's built-in engine; or e.g. [\"diesel\", \"migration\", \"run\"]")
-    add("lock_timeout = 60")
+    if facts.tool is not None:
+        _foreign_migrations(facts, add)
+    else:
+        _builtin_migrations(facts, add)
     add("")
     add("[registry]")
     add("# CI sets CONVEYOR_REGISTRY (e.g. europe-docker.pkg.dev/PROJECT/REPO, ghcr.io/OWNER);")
@@ -201,3 +193,36 @@ def render_config(facts: Facts) -> str:
             add("keep = 10")
             add("")
     return "\n".join(L).rstrip() + "\n"
+
+
+def _builtin_migrations(facts: Facts, add: Callable[..., None]) -> None:
+    mig_dir = facts.migrations_dir or "migrations"
+    container_dir = facts.migrations_container_dir or "/app/migrations"
+    mig_note = (f"found: {facts.migrations_count} migration(s)"
+                + (" (diesel.toml)" if facts.migrations_source == "diesel.toml" else "")
+                if facts.migrations_dir else "guess: no migrations directory found")
+    add(f"dir = {toml_str(mig_dir)}", mig_note)
+    add("# Diesel layout: <version>_<name>/{up.sql,down.sql[,metadata.toml]}")
+    add(f"container_dir = {toml_str(container_dir)}",
+        "found: the Dockerfile's COPY" if facts.migrations_container_dir else
+        "guess: where the image holds the migrations")
+    add("command = []",
+        "[] = conveyor's built-in engine; or e.g. [\"diesel\", \"migration\", \"run\"]")
+    add("lock_timeout = 60")
+
+
+def _foreign_migrations(facts: Facts, add: Callable[..., None]) -> None:
+    """The project's own migration tool: conveyor runs its commands in a temporary container
+    of the app image (docs/migration-tools.md)."""
+    tool = facts.tool
+    assert tool is not None
+    add(f"# found: {tool.marker} ({tool.name}): the project's own tool migrates; conveyor runs")
+    add("# these commands in a temporary container of the app image, with the app's environment")
+    add("# and DATABASE_URL (see conveyor's docs/migration-tools.md)")
+    add(f"command = {toml_array(tool.command)}", "at every `up` and every deploy")
+    add(f"status_command = {toml_array(tool.status_command)}",
+        "shown by `conveyor status` and prod's plan")
+    add(f"sql_command = {toml_array(tool.sql_command)}",
+        "the SQL `command` would run, linted before prod")
+    add(f"revert_command = {toml_array(tool.revert_command)}", "`rollback --migrations`")
+    add("timeout = 3600", "seconds the command may run")

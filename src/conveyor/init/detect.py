@@ -10,6 +10,7 @@ from conveyor.errors import InitRefused
 from conveyor.init.compose import inspect_compose
 from conveyor.init.dockerfile import container_dir_for, inspect_dockerfile
 from conveyor.init.facts import COMPOSE_NAMES, Facts, app_name
+from conveyor.init.tools import find_health_route, find_tool
 
 
 def _find_migrations(facts: Facts) -> None:
@@ -99,9 +100,12 @@ def inspect_project(root: Path) -> Facts:
     if facts.port is None:
         facts.notes.append("the app's port was not found (no EXPOSE, no compose ports); "
                            "[app] port = 8000 is a guess")
-    _find_migrations(facts)
-    container_dir_for(facts)
-    if facts.migrations_dir and facts.migrations_container_dir is None:
+    find_health_route(facts)
+    facts.tool = find_tool(facts)
+    if facts.tool is None:
+        _find_migrations(facts)
+        container_dir_for(facts)
+    if facts.tool is None and facts.migrations_dir and facts.migrations_container_dir is None:
         facts.notes.append(
             f"the Dockerfile does not COPY {facts.migrations_dir}/ into the image: conveyor "
             f"runs the migrations from a temporary container of the app image, so add e.g. "

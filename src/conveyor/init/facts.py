@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conveyor.init.tools import Tool
 
 COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 POSTGRES_PORT = 5432
@@ -56,6 +60,7 @@ class Facts:
     migrations_count: int = 0
     migrations_source: str | None = None
     migrations_container_dir: str | None = None
+    tool: Tool | None = None  # the project's own migration tool (init/tools.py)
     test_command: list[str] = field(default_factory=list)
     test_setup: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
