@@ -55,6 +55,7 @@ COLOR = "2030-01-01-000001_add_memos_color"
 ENVS = ("dev", "prod")
 PROD_STEPS = ["lock", "pull", "plan", "backup", "prepare", "stop", "migrate", "start",
               "health", "validate"]
+REHEARSE = "rehearse"  # after the backup, unless the environment says rehearse = "never"
 TIMEOUT = 900
 
 
@@ -285,6 +286,15 @@ def m(testbed, tmp_path_factory):
         project.cleanup()
 
 
+def prod_steps(rec: dict) -> dict[str, str]:
+    """A prod deployment's steps -> status, in order: the seed's list (+ the rehearsal)."""
+    steps = {s["name"]: s["status"] for s in rec["steps"]}
+    assert [n for n in steps if n != REHEARSE] == PROD_STEPS, list(steps)
+    if REHEARSE in steps:
+        assert list(steps).index(REHEARSE) == PROD_STEPS.index("backup") + 1, list(steps)
+    return steps
+
+
 def serves(m: Memos, env: str, version: str | None = None) -> None:
     """The app answers on the VM's address, database included (write, read, delete)."""
     status, body = http("GET", m.url(env) + "/health")
@@ -350,8 +360,10 @@ def test_setup_and_deploy_dev_with_the_built_in_engine_and_the_node_suite(m, tmp
     assert rec["migrations_applied"] == MIGRATIONS
     assert rec["tests"]["ok"] is True and rec["tests"]["exit_code"] == 0
     assert rec["tests"]["command"] == "node --test tests/"
-    suite = ET.parse(junit).getroot()
-    assert suite.get("failures") == "0" and suite.get("errors") == "0"
+    suites = list(ET.parse(junit).getroot().iter("testsuite"))
+    assert suites and all(s.get("failures") == "0" and s.get("errors") == "0" for s in suites)
+    out = "".join(e.text or "" for e in suites[0].iter("system-out"))
+    assert "# fail 0" in out and re.search(r"# pass [1-9]", out), out
     State.dev_ok = rec
 
     # conveyor's engine applied the example's migrations: the Diesel table lists them
@@ -361,10 +373,15 @@ def test_setup_and_deploy_dev_with_the_built_in_engine_and_the_node_suite(m, tmp
     assert m.docker("dev", "port", m.container("dev")).stdout.strip() == \
         f"3000/tcp -> {m.addresses['dev']}:{m.ports['dev']}"
     serves(m, "dev")
-    # the runner and the migration containers are gone; only the app and its database remain
-    left = m.docker("dev", "ps", "-a", "--format", "{{.Names}}", "--filter",
-                    f"label=conveyor.app={m.app}").stdout.split()
-    assert sorted(left) == sorted([m.container("dev"), m.container("dev", "db")]), left
+    # no migration container outlived its step; the runner is done (its exited container
+    # stays until the next run: how the next command tells a finished run from a killed one)
+    left = dict(line.split(" ", 1) for line in m.docker(
+        "dev", "ps", "-a", "--format", "{{.Names}} {{.State}}", "--filter",
+        f"label=conveyor.app={m.app}").stdout.splitlines())
+    assert left.pop(m.container("dev")) == "running", left
+    assert left.pop(m.container("dev", "db")) == "running", left
+    assert left.pop(m.container("dev", "runner"), "exited") == "exited", left
+    assert left == {}, left
 
 
 # --------------------------------------------------------------------------- 4 prod
@@ -376,8 +393,7 @@ def test_deploy_prod_promotes_the_digest_that_passed_dev(m):
     rec = m.result(r)["deployment"]
     assert rec["result"] == "ok", rec
     assert rec["image"] == m.images[-1] == State.dev_ok["image"]
-    assert [s["name"] for s in rec["steps"]] == PROD_STEPS
-    assert all(s["status"] == "ok" for s in rec["steps"]), rec["steps"]
+    assert all(v == "ok" for v in prod_steps(rec).values()), rec["steps"]
     assert rec["details"]["provenance"]["source_deployment"] == State.dev_ok["id"]
     assert rec["details"]["pending"] == MIGRATIONS
     assert rec["migrations_applied"] == MIGRATIONS
@@ -425,7 +441,14 @@ def test_rows_written_on_prod_survive_a_release_that_adds_a_migration(m):
     r = m.ok("deploy", "prod", "--json")
     prod = m.result(r)["deployment"]
     assert prod["result"] == "ok" and prod["image"] == image
-    assert [s["name"] for s in prod["steps"]] == PROD_STEPS
+    steps = prod_steps(prod)
+    assert all(v == "ok" for v in steps.values()), prod["steps"]
+    # real rows and a pending migration: it was rehearsed on a scratch restore of the backup
+    # (conveyor's engine again, in the runner image, on the migrations copied out of the image)
+    assert steps.get(REHEARSE) == "ok", prod["steps"]
+    rehearsal = prod["details"]["rehearsal"]
+    assert rehearsal["rehearsed"] is True, rehearsal
+    assert [(x["name"], x["ok"]) for x in rehearsal["migrations"]] == [(COLOR, True)], rehearsal
     assert prod["details"]["provenance"]["source_deployment"] == rec["id"]
     assert prod["previous_image"] == State.prod_first["image"]
     assert prod["details"]["pending"] == [COLOR]
@@ -467,6 +490,8 @@ def test_status_of_dev_and_prod_shows_both_healthy(m):
         assert mig["pending"] == [] and mig["drift"] == []
         assert s["last_deployment"]["result"] == "ok"
         assert s["lock"] is None
+        runner = s.get("runner") or {}
+        assert not runner.get("running") and not runner.get("interrupted"), runner
     human = m.ok("status", "dev", "prod").stdout
     for e in ENVS:
         assert f"{e}: " in human and f"GET {m.url(e)}/health -> 200" in human, human
