@@ -43,3 +43,12 @@ def test_migrations_command_runs_in_a_temporary_container(tmp_path):
     assert describe(state)[0] == command_argv(state, "<image of the compose service app>",
                                               "<network of the db service>")
     assert "at every `up`" in describe(state)[1]
+
+
+def test_drift_at_up_names_an_option_that_exists():
+    from conveyor.migrations.errors import DriftError
+    from conveyor.steps.local_migrate import migration_error
+
+    err = migration_error(DriftError(["2_add was edited after it was applied"]))
+    assert "re-run with --allow-drift" not in str(err)
+    assert "`conveyor migrate run --allow-drift`" in (err.hint or "")

@@ -16,6 +16,7 @@ from conveyor.commands import docker as dockercmd
 from conveyor.errors import MigrationStepFailed
 from conveyor.masking import mask_secrets
 from conveyor.migrations import MigrationError, Migrator
+from conveyor.migrations.errors import DriftError
 from conveyor.plan import StepIO
 from conveyor.state.local import LocalState
 from conveyor.steps import foreign
@@ -76,7 +77,15 @@ def tool_argv(stack: LocalStack, image: str, network: str | None, command: list[
                              labels={dockercmd.LABEL: stack.cfg.app.name})
 
 
+#: drift at `conveyor up` (the engine's own hint names `conveyor migrate run`'s --allow-drift)
+DRIFT_HINT = ("restore the original migration files (e.g. from git), or put the change in a new "
+              "migration; to apply the pending ones anyway after a review, run `conveyor migrate "
+              "run --allow-drift`, then `conveyor up`")
+
+
 def migration_error(exc: Exception) -> MigrationStepFailed:
+    if isinstance(exc, DriftError):
+        return MigrationStepFailed(mask_secrets(exc.message), cause=exc, hint=DRIFT_HINT)
     return MigrationStepFailed(str(exc), cause=exc,
                                hint="fix the migration, then run `conveyor up` (or "
                                "`conveyor migrate run`) again")
