@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> None:
         from conveyor.migrations.cli import main as migrate_main
 
         # global options placed before `migrate` (e.g. `-C DIR`) are passed on after it
+        if {"-h", "--help"} & set(argv[idx + 1:]):  # the help in the style of the rest
+            from conveyor.cli.app import migrate_help
+
+            raise SystemExit(migrate_help(argv[:idx] + argv[idx + 1:]))
         raise SystemExit(migrate_main(argv[:idx] + argv[idx + 1 :]))
     from conveyor.cli import run
 

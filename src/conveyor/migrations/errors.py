@@ -41,7 +41,10 @@ class MigrationError(Exception):
 
     def text(self) -> str:
         """The paragraph, unmasked."""
-        return self.message + (" " + self.hint if self.hint else "")
+        if not self.hint:
+            return self.message
+        stop = "" if self.message.rstrip().endswith((".", "!", "?", ":")) else "."
+        return self.message.rstrip() + stop + " " + self.hint
 
     def render(self, verbose: bool = False) -> str:
         """The paragraph, secrets masked, and row data too unless ``verbose``."""

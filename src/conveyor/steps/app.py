@@ -66,11 +66,19 @@ def _revision(st: DeployState | None, image: ImageRef) -> str | None:
     return (st.image_revision if st else None) or image.revision
 
 
+def deployed_env(remote: Remote, st: DeployState, image: ImageRef,
+                 deployment_id: str) -> dict[str, str]:
+    """The app's environment, plus what was deployed (the app may log it at start)."""
+    return {**remote.app_env(), "APP_REVISION": _revision(st, image) or "",
+            "CONVEYOR_DEPLOYMENT": deployment_id, "CONVEYOR_IMAGE": image.ref}
+
+
 def replace_step(remote: Remote, image: ImageRef, deployment_id: str) -> Step[DeployState]:
     """dev: stop the serving container (kept as `-previous`) and start the new one."""
 
     def action(st: DeployState, io: StepIO) -> None:
-        contents = env_file(remote.app_env(), f"environments.{remote.name}.env")
+        contents = env_file(deployed_env(remote, st, image, deployment_id),
+                            f"environments.{remote.name}.env")
         argv = replace_argv(remote, app_run_argv(remote, image, deployment_id,
                                                  _revision(st, image)),
                             has_current=bool(st.current))
@@ -137,7 +145,8 @@ def prepare_step(remote: Remote, image: ImageRef, deployment_id: str) -> Step[De
             app_run_argv(remote, image, deployment_id, _revision(st, image)), nxt))
 
     def action(st: DeployState, io: StepIO) -> None:
-        contents = env_file(remote.app_env(), f"environments.{remote.name}.env")
+        contents = env_file(deployed_env(remote, st, image, deployment_id),
+                            f"environments.{remote.name}.env")
         r = io.run(argv(st), input=contents, timeout=300)
         st.next_id = r.stdout.strip().splitlines()[-1][:12] if r.stdout.strip() else ""
         io.note(f"created {nxt} ({st.next_id}), not started")

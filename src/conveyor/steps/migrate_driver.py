@@ -35,22 +35,36 @@ def _revert_exactly(migrator, want: list) -> dict:
 def main(header: dict) -> int:
     from conveyor.migrations import MigrationError, Migrator
 
+    # the engine announces every migration of a batch before the first one ends: the
+    # announcements are held so that the output reads in order (applying X, applied X, ...)
+    held: list[str] = []
+    in_flight: list[str] = []
+
+    def announce(name: str) -> None:
+        verb = "reverting" if command == "revert" else "applying"
+        print(f"{verb} {name} ...", flush=True)
+        in_flight.append(name)
+
     def on_event(event: str, **data) -> None:
         if event == "plan" and "pending" in data:
             pending = data["pending"]
             print(f"{len(pending)} pending migration(s): {_pending_names(pending)}", flush=True)
             for problem in data.get("problems") or []:
                 print(f"note: {problem}", flush=True)
-        elif event == "start" and command == "revert":
-            print(f"reverting {data.get('name')} ...", flush=True)
         elif event == "start":
-            print(f"applying {data.get('name')} ...", flush=True)
+            if in_flight:
+                held.append(str(data.get("name")))
+            else:
+                announce(str(data.get("name")))
         elif event == "done":
             step = data.get("step")
             if step is not None:
                 ms = f" ({step.duration_ms:.0f} ms)" if step.duration_ms is not None else ""
                 done = "reverted" if command == "revert" else "applied"
                 print(f"{done} {step.name}{ms}", flush=True)
+                in_flight.clear()
+                if held:
+                    announce(held.pop(0))
 
     command = header.get("command", "run")
     migrator = Migrator(header["database_url"], header["migration_dir"],

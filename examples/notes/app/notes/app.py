@@ -38,6 +38,7 @@ from .db import Database, DatabaseNotConfigured
 log = logging.getLogger("notes")
 
 APP_VERSION = os.environ.get("APP_VERSION", "").strip() or "dev"
+APP_REVISION = os.environ.get("APP_REVISION", "").strip()  # set by conveyor for a deploy
 
 TITLE_MAX = 200
 BODY_MAX = 10_000
@@ -254,7 +255,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     db = Database.from_env()
     await db.open()
     app.state.db = db
-    log.info("notes %s started", APP_VERSION)
+    log.info("notes %s started%s", APP_VERSION,
+             f" (revision {APP_REVISION[:12]})" if APP_REVISION else "")
     try:
         yield
     finally:
