@@ -86,8 +86,8 @@ def size_argv(remote: Remote) -> tuple[str, ...]:
 
 def sampler_argv(remote: Remote, scratch: str) -> tuple[str, ...]:
     db = remote.managed_database("rehearsals")
-    return docker.exec_(remote.db_container or "", [
-        "psql", "-XAtq", "-U", db.user, "-d", "postgres"], interactive=True,
+    return docker.exec_(remote.db_container or "", [  # in it: pg_class names its tables
+        "psql", "-XAtq", "-U", db.user, "-d", scratch], interactive=True,
         env={"PGAPPNAME": SAMPLER})
 
 
