@@ -27,7 +27,8 @@ from typing import Self
 import pytest
 
 from conveyor.errors import HealthCheckFailed, LintBlocked, NoRollbackTarget
-from tests.e2e.helpers import Project, http
+from tests.e2e.helpers import Project
+from tests.e2e.helpers import http as http_request
 
 pytestmark = pytest.mark.e2e
 
@@ -118,7 +119,7 @@ def ship(p: Project, version: str, message: str) -> str:
 
 
 def serving(p: Project) -> str:
-    status, body = http("GET", p.url("prod") + "/health")
+    status, body = http_request("GET", p.url("prod") + "/health")
     assert status == 200, (status, body)
     return body["version"]
 
@@ -128,7 +129,7 @@ def test_setup_puts_the_proxy_in_place_and_the_first_deploy_serves(p):
     proxy = p.vms["prod"].inspect(p.container("prod", "proxy"))
     assert proxy is not None and proxy["State"]["Running"]
     assert proxy["HostConfig"]["RestartPolicy"]["Name"] == "always"
-    assert http("GET", p.url("prod") + "/health")[0] == 503  # nothing deployed yet
+    assert http_request("GET", p.url("prod") + "/health")[0] == 503  # nothing deployed yet
     p.ok("deploy", "prod")
     assert serving(p) == "v1"
     app = p.vms["prod"].inspect(p.container("prod"))
@@ -199,7 +200,7 @@ def test_the_proxy_survives_a_restart_of_the_docker_engine(p):
         proc = tb.start_vm_dockerd(vm)
         tb.wait_until(lambda: tb.docker_ping(vm.socket), "engine", "prod dockerd", 60, proc)
     deadline = time.monotonic() + 60
-    while http("GET", p.url("prod") + "/health")[0] != 200:
+    while http_request("GET", p.url("prod") + "/health")[0] != 200:
         assert time.monotonic() < deadline, "prod does not answer after the engine restart"
         time.sleep(0.5)
     assert serving(p) == "v4"
