@@ -103,12 +103,13 @@ def sampler_sql(scratch: str) -> str:
             f"\\watch {SAMPLE_EVERY}\n")
 
 
-def stop_sampler_argv(remote: Remote) -> tuple[str, ...]:
+def stop_sampler_argv(remote: Remote, scratch: str) -> tuple[str, ...]:
     db = remote.managed_database("rehearsals")
     return docker.exec_(remote.db_container or "", [
         "psql", "-XAtq", "-U", db.user, "-d", "postgres", "-c",
         ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
-        f"application_name = {literal(SAMPLER)}")])
+         f"application_name = {literal(SAMPLER)} AND datname = {literal(scratch)} "
+         "AND pid <> pg_backend_pid()")])
 
 
 # --------------------------------------------------------------------------- decisions
@@ -194,7 +195,8 @@ class LockSampler:
     def __exit__(self, *exc: object) -> None:
         for _ in range(3):
             assert self.io.transport is not None
-            self.io.transport.run(stop_sampler_argv(self.remote), check=False, timeout=60)
+            self.io.transport.run(stop_sampler_argv(self.remote, self.scratch), check=False,
+                                  timeout=60)
             self.thread.join(timeout=5)
             if not self.thread.is_alive():
                 return
