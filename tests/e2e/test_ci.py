@@ -290,15 +290,21 @@ def test_a_failing_migration_fails_at_deploy_and_the_app_keeps_serving(repo, bed
 
 
 def test_a_missing_secret_fails_the_job_naming_it(repo, bed, app, tmp_path):
+    """The example's database passwords are generated on the hosts; an app secret of dev that
+    the CI does not provide stops the job before anything is deployed, naming the variable."""
+    cfg = repo / "conveyor.toml"
+    cfg.write_text(cfg.read_text() + '\n[environments.dev.secrets]\n'
+                   'SESSION_KEY = { env = "NOTES_DEV_SESSION_KEY" }\n')
+    git(repo, "commit", "-q", "-am", "a dev secret")
     summary, junit = tmp_path / "summary.md", tmp_path / "junit.xml"
     r = run_ci(repo, bed, app, "--summary", str(summary), "--junit", str(junit),
-               extra_env={"NOTES_DEV_DB_PASSWORD": None})
+               extra_env={"NOTES_DEV_SESSION_KEY": None})
     assert r.returncode != 0, r.stdout[-3000:]
     text = summary.read_text()
-    assert text.startswith(f"## ❌ conveyor ci: {app['name']} failed at stage **setup dev**")
-    assert "NOTES_DEV_DB_PASSWORD" in text and "not set" in text
-    assert re.search(r"\| deploy dev \| ⏭️ not run \|", text)
-    assert junit_cases(junit)["conveyor"]["setup dev"].find("failure") is not None
+    assert text.startswith(f"## ❌ conveyor ci: {app['name']} failed at stage **deploy dev**")
+    assert "NOTES_DEV_SESSION_KEY" in text and "not set" in text
+    assert re.search(r"\| test \| ⏭️ not run \|", text)
+    assert junit_cases(junit)["conveyor"]["deploy dev"].find("failure") is not None
 
 
 def test_promote_on_the_default_branch_puts_the_digest_that_passed_dev_in_prod(repo, bed, app,

@@ -199,7 +199,9 @@ class Config:
                     "e.g. postgresql://user:password@db.example.com:5432/app",
                 )
             return url
-        password = self.secret(db.password, key + ".password") if db.password else ""
+        # no reference: the password conveyor generated at setup (read from the host first)
+        password = (self.secret(db.password, key + ".password") if db.password
+                    else self.secret_values.get(key + ".password", ""))
         auth = quote(db.user, safe="") + (f":{quote(password, safe='')}" if password else "")
         if isinstance(db, ComposeDatabase):
             host, port = (db.host, db.port) if from_host else (db.service, 5432)

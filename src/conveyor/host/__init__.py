@@ -32,6 +32,8 @@ SUMMARIES: dict[str, str] = {
               "rename to $1/$2.dump; keep the newest $6 files matching $7 (never $8)",
     "copy_out": "docker create $1 (never started), docker cp its $2 into the host directory $3 "
                 "(emptied first), docker rm",
+    "db_password": "print the generated database password kept in $1 (with $2 = create: "
+                   "generate it first when it is missing, 0600)",
     "list_backups": "name, size and metadata of the files in $1 matching $2",
     "verify_backup": "$1 is not empty and pg_restore --list (in $2) reads it",
     "restore": "in $2: psql -d postgres -c $5 -c $6 (a new database $4), pg_restore "

@@ -25,7 +25,8 @@ def acquire_steps(remote: Remote, image: ImageRef, lock: dict, *, wait: bool,
                   wait_timeout: float) -> list:
     """The opening of every deployment plan: take the host lock, log in to the registry when
     credentials are configured, pull the image by digest (before anything stops)."""
-    steps = [lock_step(remote, lock, wait=wait, wait_timeout=wait_timeout, image=image)]
+    steps = [lock_step(remote, lock, wait=wait, wait_timeout=wait_timeout, image=image,
+                       set_up=True)]
     login = login_step(remote)
     if login:
         steps.append(login)

@@ -108,10 +108,23 @@ def try_lock(remote: Remote, info: dict[str, Any],
     return True, parse_lock_output(remote, r.stdout)
 
 
+def set_up_host(remote: Remote, st: DeployState, io: StepIO) -> None:
+    """The first deploy to a host not set up yet: what `conveyor setup` does (network, volume,
+    the database container with a generated password unless the config names one, ready)."""
+    from conveyor.steps.setup import database_step, network_step, ready_step, volume_step
+
+    io.log(f"{remote.name} is not set up on {remote.host} yet: setting it up")
+    for step in (network_step(remote), volume_step(remote), database_step(remote),
+                 ready_step(remote)):
+        step.action(st, io)
+    st.db_state = {"Running": True, "Status": "running"}
+
+
 def lock_step(remote: Remote, info: dict[str, Any], *, wait: bool = False,
-              wait_timeout: float = 900.0, require_db: bool = True,
+              wait_timeout: float = 900.0, require_db: bool = True, set_up: bool = False,
               image: ImageRef | None = None) -> Step[DeployState]:
-    """Take the environment's lock and, in the same round trip, read the host's state."""
+    """Take the environment's lock and, in the same round trip, read the host's state. With
+    `set_up`, a host whose database container is missing or stopped is set up first."""
 
     def action(st: DeployState, io: StepIO) -> None:
         deadline = time.monotonic() + wait_timeout
@@ -143,14 +156,20 @@ def lock_step(remote: Remote, info: dict[str, Any], *, wait: bool = False,
         io.note(f"locked by {info['who']}")
         if remote.managed_db and require_db:
             state = st.db_state
-            if not state or not state.get("Running"):
+            if (not state or not state.get("Running")) and set_up:
+                set_up_host(remote, st, io)
+                io.note(f"set up {remote.name}: network, volume, database")
+            elif not state or not state.get("Running"):
                 raise NotSetUp(
                     f"the database container {remote.db_container} on {remote.host} is "
                     + ("not running" if state else "missing"),
                     hint=f"run `conveyor setup {remote.name}` (creates the network, volume and "
                     "database container once; deploys never recreate them)")
 
-    return Step("lock", action, describe=[host.shown(lock_argv(remote, image))],
+    describe: list[Any] = [host.shown(lock_argv(remote, image))]
+    if set_up and remote.managed_db:
+        describe.append("(a host not set up yet is set up first, as `conveyor setup` does)")
+    return Step("lock", action, describe=describe,
                 writes=("lock_id", "current", "db_state", "db_applied", "image_present_labels"))
 
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from conveyor import host
 from conveyor.commands import docker
 from conveyor.config import Config, ContainerDatabase, SecretRef
-from conveyor.errors import ConfigError
+from conveyor.errors import ConfigError, NotSetUp
 from conveyor.masking import Redactor
 from conveyor.transport import SshTarget, SshTransport, Transport
 
@@ -148,12 +149,35 @@ class Remote:
         self.redactor.add(value)
         return value
 
+    @property
+    def password_file(self) -> str:
+        return f"{self.state_dir}/db.password"
+
+    def db_password(self, *, create: bool = False) -> str:
+        """The managed database's password: its reference, else the one conveyor generated
+        at setup and keeps on the host (`create`: generate it when missing)."""
+        db = self.managed_database("a database password")
+        key = f"environments.{self.name}.database.password"
+        if db.password is not None:
+            return self.secret(db.password, key)
+        if key not in self.cfg.secret_values:
+            r = self.transport.run(host.argv("db_password", self.password_file,
+                                             "create" if create else ""),
+                                   check=False, timeout=60)
+            if r.returncode != 0 or not r.stdout.strip():
+                raise NotSetUp(f"{self.name}'s database password is generated at setup and kept "
+                               f"on {self.host} ({self.password_file}); it is not there",
+                               hint=f"`conveyor setup {self.name}` (or a deploy) creates it")
+            self.cfg.secret_values[key] = r.stdout.strip()
+        value = self.cfg.secret_values[key]
+        self.redactor.add(value)
+        return value
+
     def database_url(self) -> str:
+        if self.managed_db:
+            self.db_password()
         url = self.cfg.database_url(self.name, from_host=False)
         self.redactor.add(url)
-        db = self.env.database
-        if isinstance(db, ContainerDatabase) and db.password is not None:
-            self.secret(db.password, f"environments.{self.name}.database.password")
         return url
 
     def app_env(self) -> dict[str, str]:
@@ -169,11 +193,7 @@ class Remote:
 
     def db_env(self) -> dict[str, str]:
         db = self.managed_database()
-        if db.password is None:
-            raise ConfigError("a conveyor-managed database needs a password reference",
-                              file=self.cfg.file, key=f"environments.{self.name}.database.password",
-                              hint='password = { env = "VAR" } (or { file = "path" })')
-        pw = self.secret(db.password, f"environments.{self.name}.database.password")
+        pw = self.db_password(create=True)
         return {"POSTGRES_USER": db.user, "POSTGRES_PASSWORD": pw, "POSTGRES_DB": db.name}
 
     def managed_database(self, what: str = "backups") -> ContainerDatabase:

@@ -13,7 +13,13 @@ from conveyor.config import load_config
 from conveyor.errors import ConfigError
 
 EXAMPLE = (Path(__file__).resolve().parents[3] / "examples" / "notes" / "conveyor.toml")
-TEXT = EXAMPLE.read_text()
+# the example leaves dev's and prod's database passwords out (generated on the hosts); these
+# mutants need a reference to mutate: prod's, as a user who manages it would write it
+TEXT = EXAMPLE.read_text().replace(
+    "# password: none given, so conveyor generates one at setup (or the first deploy) and keeps\n"
+    "# it on the host (<state_dir>/notes/prod/db.password, mode 0600); to manage it yourself:\n"
+    '# password = { env = "NOTES_PROD_DB_PASSWORD" }',
+    'password = { env = "NOTES_PROD_DB_PASSWORD" }')
 # variables of the test bed change the example's values: none of them here
 _TESTBED = re.compile(r"^(CONVEYOR_|NOTES_|BASE_|COMPOSE_PROJECT_NAME$)")
 

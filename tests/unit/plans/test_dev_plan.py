@@ -22,7 +22,6 @@ from conveyor.errors import (
     HealthCheckFailed,
     LockHeld,
     MigrationStepFailed,
-    NotSetUp,
 )
 from conveyor.imageref import REVISION_LABEL, ImageRef
 from conveyor.plan import execute
@@ -442,18 +441,58 @@ def test_failing_tests_are_reported_without_rolling_back(tmp_path, env_secrets,
     assert summary["tests"] == 1 and summary["failed"] == 1
 
 
-def test_a_missing_database_container_says_run_setup_and_releases_the_lock(
-        tmp_path, env_secrets, health_server):
+def test_a_host_not_set_up_is_set_up_by_the_first_deploy(tmp_path, env_secrets, health_server):
+    """No database container yet: the lock step does what `conveyor setup dev` does (network,
+    volume, database, ready) and the deploy goes on."""
     port, _ = health_server
-    host = FakeHost().on(is_("lock"), out=lock_output(current=False, db=False))
+    host = healthy_host(current=False)
+    host.rules.insert(0, (is_("lock"), lambda a, i: (0, lock_output(current=False, db=False), "")))
     _, dep = plan_for(tmp_path, port, host)
     result = run_deployment(dep, lambda e: None)
-    assert isinstance(result.error, NotSetUp)
-    assert result.error.exit_code == 20
-    assert "conveyor setup dev" in result.error.hint
-    assert host.names() == ["lock", "record"]
-    record_argv = host.calls[-1][0]
-    assert record_argv[-1] == dep.record.id  # the lock is ours: released with the record
+    assert result.ok, result.error
+    texts = [" ".join(a) for a, _ in host.calls]
+    lock_at = host.names().index("lock")
+    network_at = next(i for i, t in enumerate(texts) if "docker network create" in t)
+    ready_at = next(i for i, t in enumerate(texts) if "pg_isready" in t)
+    assert lock_at < network_at < ready_at < host.names().index("pull")
+    db_stdin = next(i for a, i in host.calls if "docker run --detach --name notes-dev-db" in " ".join(a))
+    assert "POSTGRES_PASSWORD=" + PASSWORD in db_stdin  # the configured password, on stdin only
+    assert any("set up dev" in n for n in result.steps[0].notes)
+    assert host.names()[-1] == "record"
+
+
+def test_a_database_without_a_password_gets_one_generated_on_the_host(tmp_path, env_secrets,
+                                                                     health_server):
+    port, _ = health_server
+    make_config(tmp_path, port)
+    cfg_file = tmp_path / "conveyor.toml"
+    cfg_file.write_text(cfg_file.read_text().replace(
+        'password = { env = "NOTES_DEV_DB_PASSWORD" }\n', ""))
+    generated = "Gen3rated0Passw0rdOfThirtyTwoCh"
+    host = healthy_host(current=False)
+    host.rules.insert(0, (is_("lock"), lambda a, i: (0, lock_output(current=False, db=False), "")))
+    asked = []
+
+    def password(argv, inp):
+        asked.append(argv[-1])
+        return 0, generated + "\n", ""
+
+    host.rules.insert(0, (lambda a: len(a) > 2 and a[2] == host_scripts.script("db_password"),
+                          password))
+    remote = Remote(load_config(tmp_path), "dev", transport_factory=lambda r: host)
+    dep = deploy_plans(remote, ImageRef("127.0.0.1:5000/notes", DIGEST, "rev"),
+                       DeployOptions(project_dir=tmp_path, run_tests=False))
+    events: list = []
+    result = run_deployment(dep, events.append)
+    assert result.ok, result.error
+    assert asked[0] == "create"  # setup generates it (kept on the host, 0600)
+    db_stdin = next(i for a, i in host.calls if "docker run --detach --name notes-dev-db" in " ".join(a))
+    assert "POSTGRES_PASSWORD=" + generated in db_stdin
+    header = json.loads(next(i for a, i in host.calls if kind(a) == "migrate"))
+    assert header["database_url"] == f"postgresql://notes:{generated}@notes-dev-db:5432/notes"
+    for a, _ in host.calls:
+        assert generated not in " ".join(a)  # never in an argv
+    assert generated not in json.dumps(events)  # nor in what is shown
 
 
 def test_user_migration_command_gets_the_url_from_a_removed_env_file(tmp_path, env_secrets,
