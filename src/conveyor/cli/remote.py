@@ -133,6 +133,9 @@ def deploy(
     strategy: Annotated[str | None, typer.Option(
         "--strategy", help="Promoted environments (prod): recreate = stop, migrate, start for "
         "this deploy (contract migrations allowed) on a zero-downtime environment.")] = None,
+    max_downtime: Annotated[float | None, typer.Option(
+        "--max-downtime", metavar="SECONDS", help="Promoted environments (prod): refuse the "
+        "deploy, before anything stops, when the rehearsal predicts a longer downtime.")] = None,
 ) -> None:
     """Deploy an image: lock, pull by digest, migrate (temporary container of the new image),
     replace the app container, wait for health, run the tests, record, unlock.
@@ -148,10 +151,10 @@ def deploy(
                                allow_destructive=allow_destructive, validate=not no_tests,
                                wait=wait, wait_timeout=wait_timeout, junit=junit,
                                summary=summary, dry_run=dry_run, as_json=as_json,
-                               strategy=strategy)
-    if force or allow_destructive or strategy:
-        raise ConfigError(f"--force, --allow-destructive and --strategy are for promoted environments; "
-                            f"{env} has no `promote_from`")
+                               strategy=strategy, max_downtime=max_downtime)
+    if force or allow_destructive or strategy or max_downtime is not None:
+        raise ConfigError(f"--force, --allow-destructive, --strategy and --max-downtime are for "
+                          f"promoted environments; {env} has no `promote_from`")
     # ----
     from conveyor.images import resolve_image
     from conveyor.plans.dev import deploy_plans
