@@ -39,7 +39,9 @@ def outcome(remote: Remote, st: DeployState, result: PlanResult,
         lines.append(f"Stopping {remote.app_container} failed: check `conveyor status {env}`. "
                      "The database was not changed.")
         return out
-    if "stop" not in names:
+    # zero-downtime: the migrations ran while the old version served (no stop step)
+    beside = "stop" not in names and "migrate" in names
+    if "stop" not in names and not beside:
         unchanged = "the database was not changed" + (" (a backup was taken)" if backup else "")
         if st.lock_id is not None and not st.current:
             # the lock step read the host: no app container, so nothing served before
@@ -54,7 +56,14 @@ def outcome(remote: Remote, st: DeployState, result: PlanResult,
         return out
 
     # what serves now
-    if fb and fb.get("ok"):
+    if beside and not st.current:
+        lines.append("There was no previous version (first deployment): nothing serves "
+                     f"{remote.url}.")
+    elif beside:
+        switched = "switch" in names and failed != "switch"
+        lines.append("Nothing was stopped: the previous version kept serving throughout"
+                     + (" (the proxy was switched back to it)" if switched else "") + ".")
+    elif fb and fb.get("ok"):
         lines.append(f"The previous version is serving again: {fb['url']} answers HTTP "
                      f"{fb['status']} ({prev_image or remote.app_container}).")
     elif stopped:
@@ -147,7 +156,8 @@ def report_step(remote: Remote) -> Step[DeployState]:
         result = result_from_record(st)
         applied = applied_now(remote) if result.failed_step in ("migrate", "revert") else None
         further = False
-        if not result.ok and result.failed_step != "stop" and result.step("stop") is not None:
+        if not result.ok and result.failed_step != "stop" and (
+                result.step("stop") is not None or result.step("migrate") is not None):
             try:
                 rollback_target(remote, None)
                 further = True
