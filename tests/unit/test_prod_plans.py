@@ -372,6 +372,8 @@ def test_a_promotion_runs_in_order_and_records_plan_backup_and_outcome(tmp_path,
     assert rec["details"]["backup"] == {"id": DID, "file": f"/srv/backups/notes-prod-{DID}.dump",
                                         "size": 1234, "objects": 9}
     assert rec["details"]["lint"]["summary"]["destructive"] == 0
+    # recreate too records each pending migration's class (the rollback guard reads them)
+    assert rec["details"]["migration_classes"] == {"2026-02-01-000001_add_color": "expand"}
     assert rec["details"]["validation"]["ok"] is True
     assert [s["name"] for s in rec["steps"]] == [s.name for s in dep.main.steps]
     # the history line keeps the lint's counts, not its findings

@@ -96,6 +96,12 @@ def pending_step(remote: Remote, image: ImageRef, opts: ProdOptions) -> Step[Dep
             st.pending = [m.name for m in pending]
             if details is not None:
                 details["pending"] = list(st.pending)
+                if st.migration_classes is None and pending:
+                    # recreate: no classify step ran; the rollback guard reads the classes
+                    from conveyor.migrations.classify import classify
+
+                    st.migration_classes = {c.migration: c.kind for c in classify(pending)}
+                    details["migration_classes"] = dict(st.migration_classes)
             if not pending:
                 io.note(f"nothing pending ({len(applied)} applied)")
                 return
