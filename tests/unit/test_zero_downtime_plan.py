@@ -83,8 +83,8 @@ def test_zero_downtime_never_stops_the_old_version_before_the_switch(tmp_path):
     dep = plans_for(remote(tmp_path), IMAGE, ProdOptions(project_dir=tmp_path), strategy=None,
                     deployment_id=DID)
     n = names(dep)
-    assert n[n.index("pull"):] == ["pull", "classify", "plan", "backup", "migrate", "start",
-                                   "health", "switch", "validate", "drain", "retire"]
+    assert n[n.index("pull"):] == ["pull", "proxy", "classify", "plan", "backup", "migrate",
+                                   "start", "health", "switch", "validate", "drain", "retire"]
     assert "stop" not in n
     assert dep.record.details["strategy"] == "zero-downtime"
     dep.describe()  # printable without secrets or a host
@@ -94,8 +94,8 @@ def test_recreate_for_one_deploy_stops_migrates_and_starts_behind_the_proxy(tmp_
     dep = plans_for(remote(tmp_path), IMAGE, ProdOptions(project_dir=tmp_path),
                     strategy="recreate", deployment_id=DID)
     n = names(dep)
-    assert n[n.index("backup"):] == ["backup", "stop", "migrate", "start", "health", "switch",
-                                     "validate", "drain", "retire"]
+    assert n[n.index("backup"):] == ["backup", "stop", "takeover", "migrate", "start", "health",
+                                     "switch", "validate", "drain", "retire"]
     assert dep.record.details["strategy"] == "recreate"
 
 

@@ -33,6 +33,8 @@ from conveyor.steps.pending import pending_step
 from conveyor.steps.proxy import (
     drain_step,
     health_beside_step,
+    proxy_check_step,
+    proxy_takeover_step,
     retire_step,
     start_beside_step,
     switch_step,
@@ -62,13 +64,15 @@ def zero_downtime_plans(remote: Remote, image: ImageRef, opts: ProdOptions, *,
     lock = lock_info(did, image, f"{kind} {remote.name} {image.ref}")
     steps = acquire_steps(remote, image, lock, wait=opts.wait, wait_timeout=opts.wait_timeout)
     steps += [
+        proxy_check_step(remote, recreate=recreate),
         classify_step(remote, image, allow_contract=recreate),
         pending_step(remote, image, opts),
         backup_step(remote, did, BackupOptions(reason=f"before {kind} {did} of {image.ref}",
                                                deployment=did)),
     ]
     if recreate:
-        steps += [stop_step(remote), migrate_step(remote, image, did, hint=RECREATE_HINT)]
+        steps += [stop_step(remote), proxy_takeover_step(remote),
+                  migrate_step(remote, image, did, hint=RECREATE_HINT)]
     else:
         steps.append(migrate_step(remote, image, did, hint=ZD_HINT))
     steps += [

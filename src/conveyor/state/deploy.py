@@ -88,6 +88,7 @@ class DeployState:
     # the switch ("" none; switch)
     migration_classes: dict[str, str] | None = None
     proxy_upstream: str | None = None
+    proxy_takeover: bool = False  # no proxy yet and the old container publishes the port
     # tests (dev) and validation (prod)
     tests: dict[str, Any] | None = None
     tests_failed: bool = False

@@ -15,7 +15,7 @@ from typing import Any
 
 from conveyor import host
 from conveyor.commands import docker
-from conveyor.errors import ConveyorError, HealthCheckFailed
+from conveyor.errors import ConveyorError, HealthCheckFailed, NotSetUp
 from conveyor.http import Poll, wait_for_http
 from conveyor.imageref import ImageRef
 from conveyor.plan import Step, StepIO
@@ -320,3 +320,81 @@ def proxy_network_step(remote: Remote) -> Step[DeployState]:
         io.note(network(remote))
 
     return Step("network", action, describe=[argv])
+
+
+# --------------------------------------------------------------------------- the proxy missing
+
+
+def published(inspect: dict[str, Any] | None) -> list[str]:
+    """The host ports a container publishes itself ("address:port"), from `docker inspect`."""
+    bindings = ((inspect or {}).get("HostConfig") or {}).get("PortBindings") or {}
+    return [f"{b.get('HostIp') or '0.0.0.0'}:{b.get('HostPort')}"
+            for spec in bindings.values() for b in (spec or []) if b.get("HostPort")]
+
+
+def proxy_check_step(remote: Remote, *, recreate: bool) -> Step[DeployState]:
+    """A zero-downtime deploy needs the proxy. Missing (`conveyor setup` not run since the
+    environment got strategy = "zero-downtime"): created here when nothing publishes its port;
+    when the serving container publishes it itself (deployed with strategy = "recreate"), the
+    move behind the proxy needs one deploy with a short downtime (`--strategy recreate`: the
+    proxy is created after the stop, `proxy_takeover_step`); without it, refused before
+    anything changes."""
+    c = proxy_container(remote)
+
+    def action(st: DeployState, io: StepIO) -> None:
+        r = io.run(docker.inspect(c, "{{.State.Running}}"), check=False, timeout=60)
+        if r.ok and r.stdout.strip() == "true":
+            io.note(f"{c} is running")
+            return
+        if r.ok:
+            io.run(docker.start(c), timeout=120)
+            io.note(f"{c} was stopped: started it")
+            return
+        ports = published(st.current) if st.current else []
+        if not ports:
+            io.run(proxy_setup_argv(remote), input=render(remote, upstream_of(remote, st.current)),
+                   timeout=300)
+            io.note(f"{c} was missing: created it (publishes {remote.env.address}:"
+                    f"{remote.env.port or remote.app.port})")
+            return
+        if not recreate:
+            raise NotSetUp(
+                f"{remote.name} has strategy = \"zero-downtime\" but no proxy yet, and "
+                f"{remote.app_container} publishes {', '.join(ports)} itself (it was deployed "
+                "with strategy = \"recreate\"); nothing was changed",
+                hint=f"move it behind the proxy with one deploy that has a short downtime: "
+                f"`conveyor deploy {remote.name} --strategy recreate` (stop, migrate, start "
+                "behind the new proxy); the deploys after it have none")
+        st.proxy_takeover = True
+        io.note(f"{c} is missing and {remote.app_container} publishes {', '.join(ports)}: the "
+                "proxy takes the port over after the stop")
+
+    return Step("proxy", action, describe=[
+        docker.inspect(c, "{{.State.Running}}"),
+        ("(missing: created when nothing publishes the port; when the old container does: "
+         + ("created after the stop)" if recreate else "refused, --strategy recreate moves it)"))],
+        reads=("current",), writes=("proxy_takeover",))
+
+
+def proxy_takeover_step(remote: Remote) -> Step[DeployState]:
+    """After the stop (the old container no longer holds the port): the proxy is created, 503
+    until the switch. Undo: removed again, so that the old container gets its port back."""
+    c = proxy_container(remote)
+    argv = proxy_setup_argv(remote)
+    remove = docker.rm(c, force=True)
+
+    def action(st: DeployState, io: StepIO) -> None:
+        if not st.proxy_takeover:
+            io.note("the proxy was in place")
+            return
+        io.run(argv, input=render(remote, None), timeout=300)
+        io.note(f"{c} created: it publishes {remote.env.address}:"
+                f"{remote.env.port or remote.app.port} from now on")
+
+    def undo(st: DeployState, io: StepIO) -> None:
+        if st.proxy_takeover:
+            io.run(remove, check=False, timeout=120)
+            io.log(f"{c} removed again: the previous version publishes its port itself")
+
+    return Step("takeover", action, describe=[argv], undo=undo, undo_describe=[remove],
+                reads=("proxy_takeover",))
