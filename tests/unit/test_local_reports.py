@@ -77,3 +77,49 @@ def test_status_lines_mark_what_is_not_running():
     assert lines[4] == "  health      GET http://x/health -> [red]refused \\[x][/red]"
     assert lines[5:] == ["  migrations  1 applied; pending: none",
                          "  drift       none (every applied migration matches its file)"]
+
+
+LEDGER = REPO / "examples" / "ledger"
+
+
+@pytest.fixture
+def ledger_stack(monkeypatch):
+    monkeypatch.setenv("COMPOSE_PROJECT_NAME", "cvunit")
+    monkeypatch.setenv("LEDGER_APP_PORT", "18002")
+    return open_stack(load_config(LEDGER))
+
+
+def test_summary_with_a_foreign_tool_says_the_tool_ran_not_none_applied(ledger_stack):
+    state = LocalState(ledger_stack, app_image="ledger:local",
+                       image_id="sha256:0123456789abcdef0000", migrations_total=None)
+    s = up_summary(state, [StepResult("migrations", "ok", 1.0)])
+    assert s["migrations_tool"] == "alembic upgrade head"
+    lines = summary_lines(s)
+    assert lines[2] == ("  migrations  ran `alembic upgrade head` (the tool decides what is "
+                        "pending)")
+    assert lines[-1] == ("nothing changed: no rebuild, no container changes, "
+                         "`alembic upgrade head` ran")
+    assert not any("None" in line or "none pending" in line for line in lines)
+
+
+def test_status_lines_with_a_foreign_tool_show_its_status_output():
+    base = {"environment": "local", "project": "p", "compose": "docker compose",
+            "url": "http://x", "containers": [],
+            "health": {"url": "http://x/health", "ok": True, "status": 200}}
+    tool = {"command": "alembic upgrade head", "status_command": "alembic current"}
+    ok = {"ok": False, "applied": [], "pending": [], "drift": [], "error": "...",
+          "tool": {**tool, "exit_code": 0, "output": ["INFO  [alembic] Context", "0002 (head)"]}}
+    lines = status_lines({**base, "migrations": ok})
+    assert lines[-4:] == [
+        "  migrations  managed by the project's tool (`alembic upgrade head`)",
+        "  `alembic current`:", "    INFO  \\[alembic] Context", "    0002 (head)"]
+    assert not any("applied" in line or "unknown" in line for line in lines)
+    failed = {**ok, "tool": {**tool, "exit_code": 127, "output": ["alembic: not found"]}}
+    assert status_lines({**base, "migrations": failed})[-2:] == [
+        ("  `alembic current` [red]failed (exit 127: the command is not in the image (not "
+         "found on its PATH))[/red]:"), "    alembic: not found"]
+    no_status = {**ok, "tool": {"command": "alembic upgrade head", "status_command": None}}
+    lines = status_lines({**base, "migrations": no_status})
+    assert "conveyor cannot tell" in lines[-1] and "status_command" in lines[-1]
+    not_run = {**ok, "tool": tool}
+    assert "not run" in status_lines({**base, "migrations": not_run})[-1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from conveyor.config.secret import Model, SecretRef, reject_literal_secret, reject_literal_secrets
 from conveyor.config.values import (
@@ -69,6 +69,20 @@ class MigrationsConfig(Model):
         default=[], description="argv printing the SQL `command` would run (prod's lint)")
     revert_command: list[str] = Field(
         default=[], description="argv reverting the newest migration (rollback --migrations)")
+
+    @field_validator("status_command", "sql_command", "revert_command")
+    @classmethod
+    def _needs_command(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        """The tool's other commands mean nothing without the tool: with `command` empty,
+        conveyor's built-in engine migrates (and has its own status, SQL and revert)."""
+        if v and not info.data.get("command"):
+            raise ValueError(
+                f"is set but `migrations.command` is empty, so conveyor's built-in engine "
+                f"migrates this project and `{info.field_name}` would never run; set "
+                "`migrations.command` to the tool's own migrate command (e.g. [\"alembic\", "
+                f"\"upgrade\", \"head\"]) or remove `{info.field_name}` "
+                "(see docs/migration-tools.md)")
+        return v
 
 
 class RegistryConfig(Model):

@@ -14,6 +14,7 @@ from rich.markup import escape
 from conveyor.commands.compose import Container
 from conveyor.plan import StepResult
 from conveyor.state.local import LocalState
+from conveyor.steps import foreign
 from conveyor.targets.local import LocalStack
 
 #: which container's log explains a failure of each step (None: the first one not running)
@@ -41,6 +42,7 @@ def up_summary(state: LocalState, steps: Sequence[StepResult]) -> dict[str, Any]
     applied = list(state.migrations_applied)
     changed = list(state.containers_changed)
     nothing = not state.built and not changed and not applied
+    command = state.target.cfg.migrations.command
     return {
         "url": state.target.app_url,
         "project": state.target.project,
@@ -51,6 +53,8 @@ def up_summary(state: LocalState, steps: Sequence[StepResult]) -> dict[str, Any]
         "containers_changed": changed,
         "migrations_applied": applied,
         "migrations_total": state.migrations_total,
+        # the project's own tool migrates (`migrations.command`): it ran, and decided
+        "migrations_tool": foreign.shown(command) if command else None,
         "nothing_changed": nothing,
         "steps": [{"name": s.name, "status": s.status, "duration": round(s.duration, 3)}
                   for s in steps],
@@ -61,7 +65,10 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
     """The summary after `conveyor up`, as plain lines."""
     image = s["image"] + (f" ({(s['image_id'] or '')[7:19]}, " if s.get("image_id") else " (")
     image += "built)" if s["built"] else "unchanged)"
-    if s["migrations_applied"]:
+    tool = s.get("migrations_tool")
+    if tool:
+        migrations = f"ran `{tool}` (the tool decides what is pending)"
+    elif s["migrations_applied"]:
         migrations = f"applied {len(s['migrations_applied'])}: " + ", ".join(
             s["migrations_applied"])
     else:
@@ -71,7 +78,8 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
     lines = [f"up: {s['url']}", f"  image       {image}", f"  migrations  {migrations}",
              f"  steps       {steps} (total {total:.2f}s)"]
     if s["nothing_changed"]:
-        lines.append("nothing changed: no rebuild, no container changes, no pending migrations")
+        lines.append("nothing changed: no rebuild, no container changes, "
+                     + (f"`{tool}` ran" if tool else "no pending migrations"))
     return lines
 
 
@@ -92,6 +100,8 @@ def status_lines(d: dict[str, Any]) -> list[str]:
                + (f"[green]{h['status']}[/green]" if h["ok"]
                   else f"[red]{escape(h['error'])}[/red]"))
     m = d["migrations"]
+    if m.get("tool"):
+        return out + tool_status_lines(m)
     if not m["ok"]:
         out.append(f"  migrations  [red]unknown[/red]: {escape(m['error'])}")
         return out
@@ -101,4 +111,26 @@ def status_lines(d: dict[str, Any]) -> list[str]:
         out += [f"  [yellow]drift[/yellow]       {escape(p['message'])}" for p in m["drift"]]
     else:
         out.append("  drift       none (every applied migration matches its file)")
+    return out
+
+
+def tool_status_lines(m: dict[str, Any]) -> list[str]:
+    """The migrations of `status` when the project's own tool migrates: its status command's
+    output (or what conveyor cannot tell), never the engine's "0 applied"."""
+    tool = m["tool"]
+    out = [f"  migrations  managed by the project's tool (`{escape(tool['command'])}`)"]
+    if not tool.get("status_command"):
+        out.append(f"              {escape(foreign.CANNOT_TELL)} (set "
+                   "migrations.status_command to show the tool's status)")
+        return out
+    rc = tool.get("exit_code")
+    head = f"  `{escape(tool['status_command'])}`"
+    if "output" not in tool:
+        return [*out, f"{head}: [yellow]not run[/yellow] (no app image to run it in)"]
+    if rc == 0:
+        out.append(head + ":")
+    else:
+        out.append(f"{head} [red]" + ("timed out" if rc is None else
+                                       f"failed ({foreign.exit_meaning(rc)})") + "[/red]:")
+    out += [f"    {escape(line)}" for line in tool.get("output") or [] if line.strip()]
     return out

@@ -161,3 +161,17 @@ def test_no_config_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path)
     assert "no conveyor.toml" in str(info.value) and "-C DIR" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize("key", ["status_command", "sql_command", "revert_command"])
+def test_a_tool_command_without_migrations_command_is_refused(tmp_path, key):
+    err = error_of(tmp_path, BASE + f'\n[migrations]\n{key} = ["alembic", "current"]\n')
+    text = str(err)
+    assert f"key `migrations.{key}`" in text, text
+    assert "`migrations.command` is empty" in text and "built-in engine" in text, text
+    assert f"remove `{key}`" in text and "docs/migration-tools.md" in text, text
+    assert str(tmp_path / "conveyor.toml") in text or err.file == str(tmp_path / "conveyor.toml")
+    # with the tool's own command, the same key loads; an empty list is fine without it
+    load_config(write(tmp_path, BASE + '\n[migrations]\ncommand = ["alembic", "upgrade", '
+                      f'"head"]\n{key} = ["alembic", "current"]\n'))
+    load_config(write(tmp_path, BASE + f'\n[migrations]\n{key} = []\n'))
