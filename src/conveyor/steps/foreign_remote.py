@@ -24,11 +24,14 @@ from conveyor.targets.remote import Remote, env_file
 READ_TIMEOUT = 300.0
 
 
-def env_stdin(remote: Remote) -> bytes:
-    """The tool container's env file: DATABASE_URL first, then the app's environment."""
+def env_stdin(remote: Remote, database_url: str | None = None) -> bytes:
+    """The tool container's env file: DATABASE_URL first, then the app's environment.
+    `database_url`: another database than the environment's (the rehearsal's scratch copy);
+    the tool gets the same settings as on the real one."""
     env = remote.app_env()
     url = env.pop("DATABASE_URL")
-    return env_file({"DATABASE_URL": url, **env}, "the migration container's environment").encode()
+    return env_file({"DATABASE_URL": database_url or url, **env},
+                    "the migration container's environment").encode()
 
 
 def tool_argv(remote: Remote, image_ref: str, command: Sequence[str], role: str,

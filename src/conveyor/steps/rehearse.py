@@ -34,10 +34,11 @@ from conveyor.masking import mask_row_data
 from conveyor.plan import Step, StepIO
 from conveyor.records import actor
 from conveyor.state.deploy import DeployState, ProdOptions
+from conveyor.steps import foreign_remote
 from conveyor.steps import migrate_engine as engine
 from conveyor.steps.backup import human_size
 from conveyor.steps.migrate import copy_out
-from conveyor.targets.remote import Remote, env_file, tail
+from conveyor.targets.remote import Remote, tail
 
 NO_SPACE, RESTORE_FAILED, COUNT_FAILED = 30, 33, 34
 SAMPLE_EVERY = 0.05  # the lock sampler's period (s)
@@ -263,7 +264,8 @@ def _migrate(remote: Remote, image: ImageRef, did: str, url: str, io: StepIO,
         run = host.argv("with_env_file", env_path, *engine.user_command_argv(
             image.ref, mcfg.command, name=name, network=remote.network, env_file=env_path,
             labels=labels))
-        stdin = env_file({"DATABASE_URL": url}, "DATABASE_URL").encode()
+        # the app's environment (its settings, secrets), on the scratch database
+        stdin = foreign_remote.env_stdin(remote, url)
     else:
         files = engine.migrations_dir(remote, did)
         copy_out(remote, io, image.ref, files)
