@@ -91,7 +91,8 @@ def deploy_promoted(ctx: typer.Context | None, env: str, project_dir: Path, *,
                     allow_destructive: bool = False, validate: bool = True, wait: bool = False,
                     wait_timeout: float = 900.0, junit: Path | None = None,
                     summary: Path | None = None, dry_run: bool = False, as_json: bool = False,
-                    source: str | None = None, strategy: str | None = None) -> None:
+                    source: str | None = None, strategy: str | None = None,
+                    allow_drift: bool = False) -> None:
     """`conveyor deploy ENV` for an environment with `promote_from` (and `conveyor promote`)."""
     from conveyor.promotion import plan_promotion
 
@@ -101,6 +102,7 @@ def deploy_promoted(ctx: typer.Context | None, env: str, project_dir: Path, *,
                        junit=junit.resolve() if junit is not None else None,
                        strategy=_strategy(strategy))
     opts.max_downtime = max_downtime
+    opts.allow_drift = allow_drift
     promo = plan_promotion(cfg, env, image, opts, force=force, source=source)
     remote, img, dep, kind = promo.remote, promo.image, promo.dep, promo.kind
     r = renderer(ctx, as_json, remote.redactor)
@@ -112,6 +114,9 @@ def deploy_promoted(ctx: typer.Context | None, env: str, project_dir: Path, *,
     if dry_run:
         print_plan(r, dep.describe(), f"{kind} {img.ref} to {env} ({remote.host})")
         return
+    if allow_drift:
+        r.message(f"warning: --allow-drift: {env}'s pending migrations run even if applied ones "
+                  "differ from their files; recorded in the deployment record")
     if not r.json_mode:
         r.console.print(f"{kind} [bold]{img.ref}[/bold] ({promo.origin}) to [bold]{env}[/bold] "
                         f"({remote.host}), deployment {dep.record.id}")

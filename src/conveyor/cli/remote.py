@@ -136,6 +136,9 @@ def deploy(
     max_downtime: Annotated[float | None, typer.Option(
         "--max-downtime", metavar="SECONDS", help="Promoted environments (prod): refuse the "
         "deploy, before anything stops, when the rehearsal predicts a longer downtime.")] = None,
+    allow_drift: Annotated[bool, typer.Option(
+        "--allow-drift", help="Run the pending migrations even though applied migrations differ "
+        "from their files (drift); loud, and recorded in the deployment record.")] = False,
 ) -> None:
     """Deploy an image: lock, pull by digest, migrate (temporary container of the new image),
     replace the app container, wait for health, run the tests, record, unlock.
@@ -151,7 +154,8 @@ def deploy(
                                allow_destructive=allow_destructive, validate=not no_tests,
                                wait=wait, wait_timeout=wait_timeout, junit=junit,
                                summary=summary, dry_run=dry_run, as_json=as_json,
-                               strategy=strategy, max_downtime=max_downtime)
+                               strategy=strategy, max_downtime=max_downtime,
+                               allow_drift=allow_drift)
     if force or allow_destructive or strategy or max_downtime is not None:
         raise ConfigError(f"--force, --allow-destructive, --strategy and --max-downtime are for "
                           f"promoted environments; {env} has no `promote_from`")
@@ -168,12 +172,16 @@ def deploy(
     img = resolve_image(cfg, image)
     opts = DeployOptions(project_dir=cfg.root_dir, wait=wait, wait_timeout=wait_timeout,
                          run_tests=not no_tests,
-                         junit=junit.resolve() if junit is not None else None)
+                         junit=junit.resolve() if junit is not None else None,
+                         allow_drift=allow_drift)
     dep = deploy_plans(remote, img, opts)
     r = renderer(ctx, as_json, remote.redactor)
     if dry_run:
         print_plan(r, dep.describe(), f"deploy {img.ref} to {env} ({remote.host})")
         return
+    if allow_drift:
+        r.message(f"warning: --allow-drift: {env}'s pending migrations run even if applied ones "
+                  "differ from their files; recorded in the deployment record")
     if not r.json_mode:
         r.console.print(f"deploying [bold]{img.ref}[/bold] to [bold]{env}[/bold] "
                         f"({remote.host}), deployment {dep.record.id}")

@@ -41,11 +41,12 @@ def deploy_plans(remote: Remote, image: ImageRef, opts: DeployOptions, *,
     record = DeploymentRecord(id=did, app=remote.app.name, env=remote.name, kind=kind,
                               who=actor(), started_at=time.time(), image=image.ref,
                               revision=image.revision, url=remote.url,
-                              options={"wait": opts.wait, "tests": opts.run_tests})
+                              options={"wait": opts.wait, "tests": opts.run_tests,
+                                       **({"allow_drift": True} if opts.allow_drift else {})})
     lock = lock_info(did, image, f"{kind} {remote.name} {image.ref}")
     steps = acquire_steps(remote, image, lock, wait=opts.wait, wait_timeout=opts.wait_timeout)
     steps += [
-        migrate_step(remote, image, did),
+        migrate_step(remote, image, did, allow_drift=opts.allow_drift),
         replace_step(remote, image, did),
         health_step(remote),
     ]

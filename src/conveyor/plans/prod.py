@@ -65,7 +65,9 @@ def prod_plans(remote: Remote, image: ImageRef, opts: ProdOptions, *,
     record = ProdRecord(id=did, app=remote.app.name, env=remote.name, kind=kind, who=actor(),
                         started_at=time.time(), image=image.ref, revision=image.revision,
                         url=remote.url, options={"allow_destructive": opts.allow_destructive,
-                                                 "validate": opts.validate})
+                                                 "validate": opts.validate,
+                                                 **({"allow_drift": True} if opts.allow_drift
+                                                    else {})})
     record.details["provenance"] = provenance or {}
     lock = lock_info(did, image, f"{kind} {remote.name} {image.ref}")
     steps = acquire_steps(remote, image, lock, wait=opts.wait, wait_timeout=opts.wait_timeout)
@@ -77,7 +79,7 @@ def prod_plans(remote: Remote, image: ImageRef, opts: ProdOptions, *,
         *([rehearse_step(remote, image, did, opts)] if remote.env.rehearse != "never" else []),
         prepare_step(remote, image, did),
         stop_step(remote),
-        migrate_step(remote, image, did, hint=PROD_HINT),
+        migrate_step(remote, image, did, hint=PROD_HINT, allow_drift=opts.allow_drift),
         start_step(remote),
         health_step(remote),
         validate_step(remote, opts, did, image, verdicts),

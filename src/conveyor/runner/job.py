@@ -116,7 +116,8 @@ def build(job: Job, remote: Remote, verdicts: Verdicts | None) -> Deployment:
         assert image is not None
         dopts = DeployOptions(project_dir=Path(o["project_dir"]), wait=o["wait"],
                               wait_timeout=o["wait_timeout"], run_tests=o["run_tests"],
-                              junit=_path(o.get("junit")))
+                              junit=_path(o.get("junit")),
+                              allow_drift=bool(o.get("allow_drift")))
         return deploy_plans(remote, image, dopts, deployment_id=job.id, verdicts=verdicts)
     popts = ProdOptions(project_dir=Path(o["project_dir"]),
                         allow_destructive=o["allow_destructive"], validate=o["validate"],
@@ -124,6 +125,7 @@ def build(job: Job, remote: Remote, verdicts: Verdicts | None) -> Deployment:
                         junit=_path(o.get("junit")), migrations=o["migrations"],
                         strategy=o.get("strategy"))
     popts.max_downtime = o.get("max_downtime")
+    popts.allow_drift = bool(o.get("allow_drift"))
     if job.kind == "prod":
         assert image is not None
         if remote.env.strategy == "zero-downtime":

@@ -24,6 +24,7 @@ class DeployOptions:
     wait_timeout: float = 900.0
     run_tests: bool = True
     junit: Path | None = None
+    allow_drift: bool = False  # migrate despite drift (an applied migration's file edited)
 
 
 @dataclass
@@ -39,6 +40,7 @@ class ProdOptions:
     migrations: bool = False  # rollback: revert the migrations the target image does not have
     strategy: str | None = None  # prod: `--strategy` for this deploy (None: the environment's)
     max_downtime: float | None = None  # refuse when the rehearsal predicts more (seconds)
+    allow_drift: bool = False  # migrate (and rehearse) despite drift
 
 
 @dataclass

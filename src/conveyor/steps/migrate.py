@@ -21,6 +21,17 @@ from conveyor.targets.remote import Remote, tail
 DEV_HINT = ("the app was not touched: the previous version keeps serving. Fix the migration (a "
             "new one, if the failing one was applied elsewhere) and deploy again")
 PROD_HINT = "the previous version is started again; what serves and what the database holds: above"
+#: what `deploy --allow-drift` does, said loudly in the step's output (and kept in the record)
+ALLOW_DRIFT_WARNING = ("WARNING: --allow-drift: the pending migrations run even though applied "
+                       "migrations differ from their files (drift); the database keeps the "
+                       "applied versions, and this deployment's record says --allow-drift")
+
+
+def drift_hint(remote: Remote) -> str:
+    """The hint of a migration refused for drift: the option `deploy` really has."""
+    return (f"restore the original migration files (e.g. from git) and build again, or put the "
+            f"change in a new migration; if the difference is intended, `conveyor deploy "
+            f"{remote.name} --allow-drift` runs the pending migrations anyway (loud, recorded)")
 
 
 def nothing_to_migrate(remote: Remote, st: DeployState) -> str | None:
@@ -48,7 +59,7 @@ def copy_out(remote: Remote, io: StepIO, image_ref: str, dest: str) -> None:
 
 
 def migrate_step(remote: Remote, image: ImageRef, deployment_id: str, *,
-                 hint: str = DEV_HINT) -> Step[DeployState]:
+                 hint: str = DEV_HINT, allow_drift: bool = False) -> Step[DeployState]:
     mcfg = remote.cfg.migrations
     name = remote.container_name("migrate", deployment_id)
     labels = remote.labels("migrate", **{"conveyor.deployment": deployment_id})
@@ -69,6 +80,8 @@ def migrate_step(remote: Remote, image: ImageRef, deployment_id: str, *,
         describe = [host.shown(engine.copy_out_argv(remote, image.ref, files)), argv,
                     ("stdin: a JSON header with DATABASE_URL (never in argv); the engine runs in "
                     "conveyor's runner image, the app image only gives its migrations")]
+        if allow_drift:
+            describe.append("--allow-drift: the pending migrations run despite drift")
     if not mcfg.command and remote.managed_db:
         describe.append(f"(not started when the image's label {engine.FINGERPRINT_LABEL} equals "
                         "the fingerprint of the migrations the database has applied, read in "
@@ -91,12 +104,14 @@ def migrate_step(remote: Remote, image: ImageRef, deployment_id: str, *,
             if not line.startswith(engine.RESULT_MARK):
                 io.log(line)
 
+        if allow_drift:
+            io.log(ALLOW_DRIFT_WARNING)
         copy_out(remote, io, image.ref, files)
         run = engine.engine_argv(engine.engine_image(remote), files, name=name,
                                  network=remote.network, labels=labels)
         stdin = engine.engine_stdin(
             "run", url, lock_timeout=mcfg.lock_timeout,
-            applied_by=f"{actor()} via conveyor deploy {remote.name}")
+            applied_by=f"{actor()} via conveyor deploy {remote.name}", allow_drift=allow_drift)
         assert io.transport is not None
         r = io.transport.run(run, input=stdin, stream=sink, check=False, timeout=None)
         parsed = engine.parse_output(r.stdout)
@@ -104,10 +119,16 @@ def migrate_step(remote: Remote, image: ImageRef, deployment_id: str, *,
         if r.returncode != 0:
             res = parsed.result or {}
             message = res.get("text") or res.get("message") or tail(r.stderr or r.stdout)
+            if res.get("error") == "DriftError":  # the engine's hint names its own CLI's option
+                message = (res.get("message") or message).split(" Restore the original")[0]
+                raise MigrationStepFailed(f"migration refused on {remote.name}: {message}",
+                                          hint=f"{drift_hint(remote)}. {hint}")
             raise MigrationStepFailed(f"migration failed on {remote.name}: {message}", hint=hint)
         st.migrations_applied = parsed.applied
         io.note(f"applied {len(parsed.applied)}: {', '.join(parsed.applied)}"
                 if parsed.applied else ("nothing to migrate" if parsed.result else "done"))
+        if allow_drift:
+            io.note("--allow-drift")
 
     return Step("migrate", action, describe=describe,
                 reads=("image_labels", "db_applied"),

@@ -72,7 +72,7 @@ def main(header: dict) -> int:
                         applied_by=header.get("applied_by"), on_event=on_event)
     try:
         if command == "run":
-            result = migrator.run().to_dict()
+            result = migrator.run(allow_drift=bool(header.get("allow_drift"))).to_dict()
             if not result["applied"]:
                 print("nothing to migrate", flush=True)
         elif command == "discover":

@@ -52,13 +52,16 @@ def copy_out_argv(remote: Remote, image_ref: str, dest: str) -> tuple[str, ...]:
 
 
 def engine_stdin(command: str, database_url: str, *, lock_timeout: float, applied_by: str,
-                 versions: Sequence[str] | None = None) -> bytes:
-    """The driver's one header line. `versions`: what `revert` reverts, newest first."""
+                 versions: Sequence[str] | None = None, allow_drift: bool = False) -> bytes:
+    """The driver's one header line. `versions`: what `revert` reverts, newest first;
+    `allow_drift`: `run` applies the pending migrations despite drift (deploy --allow-drift)."""
     header: dict[str, Any] = {
         "command": command, "database_url": database_url, "migration_dir": ENGINE_DIR,
         "lock_timeout": lock_timeout, "applied_by": applied_by}
     if versions is not None:
         header["versions"] = list(versions)
+    if allow_drift:
+        header["allow_drift"] = True
     return json.dumps(header).encode() + b"\n"
 
 

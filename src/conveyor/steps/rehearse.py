@@ -244,7 +244,7 @@ def _failure_text(res: dict[str, Any], fallback: str) -> str:
 
 
 def _migrate(remote: Remote, image: ImageRef, did: str, url: str, io: StepIO,
-             sampler: LockSampler | None) -> dict[str, Any]:
+             sampler: LockSampler | None, allow_drift: bool = False) -> dict[str, Any]:
     mcfg = remote.cfg.migrations
     name = remote.container_name("rehearse", did)
     labels = remote.labels("rehearse", **{"conveyor.deployment": did})
@@ -272,7 +272,8 @@ def _migrate(remote: Remote, image: ImageRef, did: str, url: str, io: StepIO,
         run = engine.engine_argv(engine.engine_image(remote), files, name=name,
                                  network=remote.network, labels=labels)
         stdin = engine.engine_stdin("run", url, lock_timeout=mcfg.lock_timeout,
-                                    applied_by=f"{actor()} via conveyor rehearse {remote.name}")
+                                    applied_by=f"{actor()} via conveyor rehearse {remote.name}",
+                                    allow_drift=allow_drift)
     t0 = time.monotonic()
     wall0 = time.time()
     r = io.transport.run(run, input=stdin, stream=sink, check=False, timeout=None)
@@ -394,7 +395,8 @@ def run_rehearsal(remote: Remote, image: ImageRef, did: str, st: DeployState,
                f"restored {backup.get('id')} into {scratch} (the dump's row counts unknown)")
         url = scratch_url(remote.database_url(), scratch)
         with LockSampler(remote, io, scratch) as sampler:
-            m = _migrate(remote, image, did, url, io, sampler)
+            m = _migrate(remote, image, did, url, io, sampler,
+                         allow_drift=bool(st.record.options.get("allow_drift")))
         info = {"database": scratch, "backup": backup.get("id"), "tables": len(got),
                 "rows": rows, "restore_s": round(restored - t0, 3), "copy_s": m["copy_s"],
                 "migrate_s": m["migrate_s"], "migrations": m["migrations"]}
