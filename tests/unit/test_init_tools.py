@@ -34,6 +34,10 @@ def test_alembic(tmp_path):
     assert m.command == ["alembic", "upgrade", "head"]
     assert m.status_command == ["alembic", "current"]
     assert m.revert_command == ["alembic", "downgrade", "-1"]
+    # the pending range's SQL (current:head), the same recipe as docs/migration-tools.md
+    assert m.sql_command[:2] == ["sh", "-c"] and '"$rev:head" --sql' in m.sql_command[2]
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "migration-tools.md").read_text()
+    assert m.sql_command[2].replace('"', '\\"') in doc
     assert m.timeout == 3600
     assert "found: alembic.ini (Alembic)" in (root / "conveyor.toml").read_text()
 

@@ -21,8 +21,13 @@ class Tool:
     revert_command: list[str] = field(default_factory=list)
 
 
+#: the SQL of the pending revisions only (`alembic upgrade head --sql` alone prints the whole
+#: history, whose old revisions the lint would judge again); the whole history when empty
+ALEMBIC_SQL = ["sh", "-c", ("rev=$(alembic current 2>/dev/null | cut -d' ' -f1 | head -n1); "
+                            "if [ -n \"$rev\" ]; then exec alembic upgrade \"$rev:head\" --sql; "
+                            "else exec alembic upgrade head --sql; fi")]
 ALEMBIC = Tool("Alembic", "alembic.ini", ["alembic", "upgrade", "head"], ["alembic", "current"],
-               [], ["alembic", "downgrade", "-1"])
+               ALEMBIC_SQL, ["alembic", "downgrade", "-1"])
 DJANGO = Tool("Django", "manage.py", ["python", "manage.py", "migrate", "--noinput"],
               ["python", "manage.py", "showmigrations", "--plan"])
 RAILS = Tool("Rails", "bin/rails", ["bin/rails", "db:migrate"], ["bin/rails", "db:migrate:status"],
