@@ -64,3 +64,9 @@ def print_plan(r: Renderer, description: list[dict[str, Any]], title: str) -> No
 
 def load(project_dir: Path) -> Config:
     return load_config(project_dir)
+
+
+def warn_allow_drift(r: Renderer, env: str) -> None:
+    """`deploy --allow-drift`: loud, before the run (the record keeps it too)."""
+    r.message(f"warning: --allow-drift: {env}'s pending migrations run even if applied ones "
+              "differ from their files; recorded in the deployment record")

@@ -15,7 +15,16 @@ from typing import Annotated, Any
 import typer
 
 from conveyor.cli.app import ProjectDir, app
-from conveyor.cli.common import AsJson, DryRun, EnvArg, emitter, load, print_plan, renderer
+from conveyor.cli.common import (
+    AsJson,
+    DryRun,
+    EnvArg,
+    emitter,
+    load,
+    print_plan,
+    renderer,
+    warn_allow_drift,
+)
 from conveyor.errors import ConfigError, ConveyorError
 from conveyor.runner.controller import run_on_host
 from conveyor.runner.job import job_for
@@ -115,8 +124,7 @@ def deploy_promoted(ctx: typer.Context | None, env: str, project_dir: Path, *,
         print_plan(r, dep.describe(), f"{kind} {img.ref} to {env} ({remote.host})")
         return
     if allow_drift:
-        r.message(f"warning: --allow-drift: {env}'s pending migrations run even if applied ones "
-                  "differ from their files; recorded in the deployment record")
+        warn_allow_drift(r, env)
     if not r.json_mode:
         r.console.print(f"{kind} [bold]{img.ref}[/bold] ({promo.origin}) to [bold]{env}[/bold] "
                         f"({remote.host}), deployment {dep.record.id}")

@@ -13,7 +13,16 @@ from typing import Annotated, Any
 import typer
 
 from conveyor.cli.app import ProjectDir, app
-from conveyor.cli.common import AsJson, DryRun, EnvArg, emitter, load, print_plan, renderer
+from conveyor.cli.common import (
+    AsJson,
+    DryRun,
+    EnvArg,
+    emitter,
+    load,
+    print_plan,
+    renderer,
+    warn_allow_drift,
+)
 from conveyor.cli.remote_view import remote_logs, remote_status  # noqa: F401 (cli.local)
 from conveyor.errors import ConfigError, TestsFailed
 from conveyor.plan import execute
@@ -180,8 +189,7 @@ def deploy(
         print_plan(r, dep.describe(), f"deploy {img.ref} to {env} ({remote.host})")
         return
     if allow_drift:
-        r.message(f"warning: --allow-drift: {env}'s pending migrations run even if applied ones "
-                  "differ from their files; recorded in the deployment record")
+        warn_allow_drift(r, env)
     if not r.json_mode:
         r.console.print(f"deploying [bold]{img.ref}[/bold] to [bold]{env}[/bold] "
                         f"({remote.host}), deployment {dep.record.id}")
