@@ -11,34 +11,19 @@ container publishes the port itself) moves to "zero-downtime" without `conveyor 
 
 from __future__ import annotations
 
-import re
-import secrets
-
 import pytest
 
-from tests.e2e.helpers import Project
 from tests.e2e.helpers import http as http_request
-from tests.e2e.test_zero_downtime import Prober, serving, ship
+from tests.e2e.test_zero_downtime import Prober, proxy_project, serving, ship, to_zero_downtime
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def p(testbed, tmp_path_factory):
-    project = Project.create(tmp_path_factory.mktemp("switch-e2e"), testbed,
-                             app=f"notes-sw-{secrets.token_hex(2)}", health_timeout=8)
-    toml = (project.dir / "conveyor.toml").read_text()
-    toml += ('\n[environments.prod.proxy]\nimage = "${BASE_PROXY_IMAGE:-nginx:1.27}"\n'
-             "drain_timeout = 10\n")
-    (project.dir / "conveyor.toml").write_text(toml)
-    project.commit("prod: a proxy image for later")
-    try:
-        project.build_and_push()
-        project.ok("setup", "dev")
-        project.ok("deploy", "dev")
+    with proxy_project(tmp_path_factory.mktemp("switch-e2e"), testbed, "notes-sw",
+                       zero_downtime=False) as project:
         yield project
-    finally:
-        project.cleanup()
 
 
 def test_a_recreate_environment_moves_behind_the_proxy_with_one_short_downtime(p):
@@ -48,12 +33,7 @@ def test_a_recreate_environment_moves_behind_the_proxy_with_one_short_downtime(p
     assert app["HostConfig"]["PortBindings"]  # recreate: the app publishes the port
     v1_id = app["Id"]
 
-    toml = (p.dir / "conveyor.toml").read_text()
-    toml, n = re.subn(r'(?m)^promote_from = "dev"$',
-                      'promote_from = "dev"\nstrategy = "zero-downtime"', toml, count=1)
-    assert n == 1
-    (p.dir / "conveyor.toml").write_text(toml)
-    p.commit("prod: zero-downtime")
+    to_zero_downtime(p)
     ship(p, "v2", "v2")
 
     r = p.fails(20, "deploy", "prod")

@@ -17,11 +17,14 @@ The story, in order (one environment; each test builds on the last):
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import re
 import secrets
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Self
 
 import pytest
@@ -89,18 +92,29 @@ class Prober(threading.Thread):
         return [s for s in self.samples if s[1] != 200]
 
 
-@pytest.fixture(scope="module")
-def p(testbed, tmp_path_factory):
-    project = Project.create(tmp_path_factory.mktemp("zd-e2e"), testbed,
-                             app=f"notes-zd-{secrets.token_hex(2)}", health_timeout=8)
+def to_zero_downtime(project: Project) -> None:
+    """The project's prod environment gets strategy = "zero-downtime" (committed)."""
     toml = (project.dir / "conveyor.toml").read_text()
     toml, n = re.subn(r'(?m)^promote_from = "dev"$', 'promote_from = "dev"\n'
                       'strategy = "zero-downtime"', toml, count=1)
     assert n == 1
-    toml += ('\n[environments.prod.proxy]\nimage = "${BASE_PROXY_IMAGE:-nginx:1.27}"\n'
-             "drain_timeout = 10\n")
     (project.dir / "conveyor.toml").write_text(toml)
     project.commit("prod: zero-downtime")
+
+
+@contextlib.contextmanager
+def proxy_project(root: Path, testbed: dict, app: str, *,
+                  zero_downtime: bool) -> Iterator[Project]:
+    """A copy of the example with a proxy image for prod (and its strategy, if asked), v1 built,
+    pushed and deployed to dev; removed afterwards."""
+    project = Project.create(root, testbed, app=f"{app}-{secrets.token_hex(2)}",
+                             health_timeout=8)
+    with open(project.dir / "conveyor.toml", "a", encoding="utf-8") as f:
+        f.write('\n[environments.prod.proxy]\nimage = "${BASE_PROXY_IMAGE:-nginx:1.27}"\n'
+                "drain_timeout = 10\n")
+    project.commit("prod: a proxy image")
+    if zero_downtime:
+        to_zero_downtime(project)
     try:
         project.build_and_push()
         project.ok("setup", "dev")
@@ -108,6 +122,13 @@ def p(testbed, tmp_path_factory):
         yield project
     finally:
         project.cleanup()
+
+
+@pytest.fixture(scope="module")
+def p(testbed, tmp_path_factory):
+    with proxy_project(tmp_path_factory.mktemp("zd-e2e"), testbed, "notes-zd",
+                       zero_downtime=True) as project:
+        yield project
 
 
 def ship(p: Project, version: str, message: str) -> str:
