@@ -1,0 +1,1 @@
+"""ledger: conveyor's second example app (stdlib HTTP server, SQLAlchemy, Alembic)."""
