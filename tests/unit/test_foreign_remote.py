@@ -165,6 +165,19 @@ def test_the_prod_plan_shows_the_command_and_the_tools_status(tmp_path, env_secr
     assert st.pending is None  # not "nothing pending": the tool decides
 
 
+def test_the_plans_status_note_is_the_tools_stdout_not_its_log_lines(tmp_path, env_secrets,
+                                                                    health_server):
+    port, _ = health_server
+    for stdout, note in (("0001\n", "status: 0001;"),
+                         ("", "status: (nothing on its standard output);")):
+        host = healthy_host()
+        host.rules.insert(0, (lambda a: "current" in a, lambda a, i, out=stdout: (
+            0, out, "INFO  [alembic.runtime.migration] Will assume transactional DDL.\n")))
+        _, _, io = _pending(tmp_path, port, host, status_command=["alembic", "current"])
+        assert note in io.notes[0], io.notes
+        assert any("Will assume transactional DDL" in ln for ln in io.output), io.output
+
+
 def test_the_prod_plan_without_status_command_says_what_it_cannot_tell(tmp_path, env_secrets,
                                                                        health_server):
     port, _ = health_server

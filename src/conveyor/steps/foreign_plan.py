@@ -82,8 +82,9 @@ def foreign_pending(remote: Remote, image: ImageRef, opts: ProdOptions, st: Depl
         io.log(f"$ {foreign.shown(mcfg.status_command)}")
         for line in res.lines:
             io.log(f"  | {line}")
-        kept = [ln.strip() for ln in res.lines if ln.strip()]
-        status_line = f"status: {kept[-1] if kept else '(no output)'}"
+        # the tool's answer is on its standard output (Alembic logs INFO lines on stderr)
+        kept = [ln.strip() for ln in res.stdout.splitlines() if ln.strip()]
+        status_line = f"status: {kept[-1] if kept else '(nothing on its standard output)'}"
         if details is not None:
             details["tool_status"] = res.lines
     else:
