@@ -17,7 +17,13 @@ from tests.unit.test_prod_plans import (
 )
 
 from conveyor import host as hs
-from conveyor.errors import BackupFailed, ConveyorError, HealthCheckFailed, RestoreFailed
+from conveyor.errors import (
+    BackupFailed,
+    ConveyorError,
+    HealthCheckFailed,
+    NotSetUp,
+    RestoreFailed,
+)
 from conveyor.plans.deployment import run_deployment
 from conveyor.plans.restore import restore_plans
 from conveyor.state.deploy import ProdOptions
@@ -101,8 +107,9 @@ def test_restore_swaps_in_a_new_database_and_drops_the_old_one_last(tmp_path, ap
     remote = remote_for(tmp_path, port, host)
     dep = restore_plans(remote, BACKUP, ProdOptions(project_dir=tmp_path),
                         deployment_id=DID)
-    assert [s.name for s in dep.main.steps] == ["lock", "inspect", "verify", "backup", "stop",
-                                               "restore", "swap", "start", "health", "cleanup"]
+    assert [s.name for s in dep.main.steps] == ["lock", "database", "inspect", "verify", "backup",
+                                               "stop", "restore", "swap", "start", "health",
+                                               "cleanup"]
     result = run_deployment(dep, lambda e: None)
     assert result.ok, result.error
     assert host.names() == ["lock", "verify", "backup", "stop", "restore-db", "swap",
@@ -192,6 +199,25 @@ def test_a_missing_backup_stops_before_the_app_is_touched(tmp_path, app_server):
     result = run_deployment(dep, lambda e: None)
     assert isinstance(result.error, RestoreFailed)
     assert host.names() == ["lock", "verify", "record"]
+    assert app.serving == "old"
+
+
+def test_a_restore_without_a_database_container_is_filed_under_database_not_lock(
+        tmp_path, app_server):
+    port, app = app_server
+    host = FakeProdHost(app)
+    out = lock_output().replace(json.dumps({"Name": "/notes-prod-db", "State": {
+        "Running": True, "Status": "running"}}), "")
+    assert "notes-prod-db" not in out
+    host.on("lock", out=out)
+    remote = remote_for(tmp_path, port, host)
+    dep = restore_plans(remote, BACKUP, ProdOptions(project_dir=tmp_path), deployment_id=DID)
+    result = run_deployment(dep, lambda e: None)
+    assert isinstance(result.error, NotSetUp)
+    assert "notes-prod-db" in str(result.error) and "missing" in str(result.error)
+    steps = {s["name"]: s["status"] for s in dep.record.as_dict()["steps"]}
+    assert steps["lock"] == "ok" and steps["database"] == "failed"
+    assert host.names() == ["lock", "record"]
     assert app.serving == "old"
 
 

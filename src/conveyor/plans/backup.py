@@ -9,14 +9,15 @@ from conveyor.plan import EventSink, Plan, PlanResult, execute
 from conveyor.records import DeploymentRecord, actor
 from conveyor.state.deploy import DeployState
 from conveyor.steps.backup import BackupOptions, backup_step, new_backup_id
-from conveyor.steps.lock import lock_info, lock_step, unlock_step
+from conveyor.steps.lock import database_running_step, lock_info, lock_step, unlock_step
 from conveyor.targets.remote import Remote
 
 
 def backup_plan(remote: Remote) -> tuple[Plan[DeployState], DeployState, str]:
     bid = new_backup_id()
     plan = Plan(f"backup {remote.name}", [
-        lock_step(remote, lock_info(bid, None, f"backup {remote.name}")),
+        lock_step(remote, lock_info(bid, None, f"backup {remote.name}"), require_db=False),
+        *([database_running_step(remote)] if remote.managed_db else []),
         backup_step(remote, bid, BackupOptions(reason="manual (conveyor backup)")),
         unlock_step(remote),
     ])

@@ -15,7 +15,7 @@ from conveyor.state.deploy import DeployState, ProdOptions
 from conveyor.steps.app import stop_step
 from conveyor.steps.backup import BackupOptions, backup_path, backup_step, require_managed_db
 from conveyor.steps.health import health_step
-from conveyor.steps.lock import lock_info, lock_step
+from conveyor.steps.lock import database_running_step, lock_info, lock_step
 from conveyor.steps.record import record_step
 from conveyor.steps.restore import cleanup_step, restore_steps, verify_step
 from conveyor.targets.remote import Remote
@@ -63,7 +63,9 @@ def restore_plans(remote: Remote, backup_id: str, opts: ProdOptions, *,
         st.record.image = st.serving_image or ""
 
     steps = [
-        lock_step(remote, lock_info(did, None, f"restore {remote.name} from {backup_id}")),
+        lock_step(remote, lock_info(did, None, f"restore {remote.name} from {backup_id}"),
+                  require_db=False),
+        database_running_step(remote),
         Step("inspect", note_image, describe=["(the serving image, for the record)"],
              reads=("current",)),
         verify_step(remote, backup_id),

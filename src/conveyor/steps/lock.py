@@ -159,18 +159,38 @@ def lock_step(remote: Remote, info: dict[str, Any], *, wait: bool = False,
             if (not state or not state.get("Running")) and set_up:
                 set_up_host(remote, st, io)
                 io.note(f"set up {remote.name}: network, volume, database")
-            elif not state or not state.get("Running"):
-                raise NotSetUp(
-                    f"the database container {remote.db_container} on {remote.host} is "
-                    + ("not running" if state else "missing"),
-                    hint=f"run `conveyor setup {remote.name}` (creates the network, volume and "
-                    "database container once; deploys never recreate them)")
+            else:
+                require_database(remote, st)
 
     describe: list[Any] = [host.shown(lock_argv(remote, image))]
     if set_up and remote.managed_db:
         describe.append("(a host not set up yet is set up first, as `conveyor setup` does)")
     return Step("lock", action, describe=describe,
                 writes=("lock_id", "current", "db_state", "db_applied", "image_present_labels"))
+
+
+def require_database(remote: Remote, st: DeployState) -> None:
+    """NotSetUp unless the database container the lock step saw is running."""
+    state = st.db_state
+    if not state or not state.get("Running"):
+        raise NotSetUp(
+            f"the database container {remote.db_container} on {remote.host} is "
+            + ("not running" if state else "missing"),
+            hint=f"run `conveyor setup {remote.name}` (creates the network, volume and "
+            "database container once; deploys never recreate them)")
+
+
+def database_running_step(remote: Remote) -> Step[DeployState]:
+    """After a `lock_step(require_db=False)` (backup, restore: they set nothing up): the database
+    container the lock step saw must run. A failure here is filed under "database", not under
+    the lock. No round trip: the lock step read the container's state."""
+
+    def action(st: DeployState, io: StepIO) -> None:
+        require_database(remote, st)
+        io.note(f"{remote.db_container} running")
+
+    return Step("database", action, describe=[f"({remote.db_container} runs: the lock step read it)"],
+                reads=("db_state",))
 
 
 def release(remote: Remote, st: DeployState) -> str:
