@@ -48,6 +48,11 @@ SUMMARIES: dict[str, str] = {
     "rehearse": "restore: free disk in $2's data directory >= twice $5's size, psql -c $6 (a "
                 "scratch database $4), pg_restore -d $4 < $5, count its rows (SQL on stdin; "
                 "dropped on failure); drop: psql -c $7 -c $8",
+    "runner_start": "the runner image $1 present (else exit 3); mkdir the $4 directories that "
+                    "follow; the socket of $DOCKER_HOST; the runner $2 running: its labels, exit "
+                    "75; stopped with an unfinished journal: exit 76; else removed; stdin -> "
+                    "the job $3 (0600); docker run the rest with the socket mounted",
+    "runner_finish": "wait (at most $2 x 0.1 s) for the runner $1 to exit; cat the record $3",
 }
 
 

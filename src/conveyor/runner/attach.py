@@ -12,16 +12,34 @@ import time
 from pathlib import Path
 
 HEARTBEAT_EVERY = 2.0
+POLL = 0.05  # the journal is looked at this often (it is read from where the last read ended)
 JOURNAL = "journal.jsonl"
 
 
-def _events(path: Path) -> list[str]:
-    """The journal's complete lines (a line being written is left for the next read)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return []
-    return [ln for ln in text[:text.rfind("\n") + 1].splitlines() if ln.strip()]
+class _Lines:
+    """The journal's complete lines as it grows, read from where the last read stopped (a line
+    being written is left for the next read)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.pos = 0
+        self.partial = b""
+        self.count = 0
+
+    def new(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.pos)
+                data = f.read()
+        except OSError:
+            return []
+        self.pos += len(data)
+        data = self.partial + data
+        cut = data.rfind(b"\n") + 1
+        self.partial = data[cut:]
+        lines = [ln for ln in data[:cut].decode("utf-8", "replace").splitlines() if ln.strip()]
+        self.count += len(lines)
+        return lines
 
 
 def _finished(line: str) -> bool:
@@ -63,24 +81,23 @@ def attach(state_dir: str, run_id: str, offset: int = 0) -> int:
             (rd / "controller-gone").touch()
         detached.set()
 
-    for _ in range(100):  # the runner creates the directory right after it starts
+    for _ in range(200):  # the runner creates the directory right after it starts
         if (rd / JOURNAL).exists():
             break
-        time.sleep(0.1)
+        time.sleep(POLL)
     (rd / "heartbeat").touch()
     threading.Thread(target=beat, daemon=True).start()
     threading.Thread(target=control, daemon=True).start()
-    sent = 0
+    journal = _Lines(rd / JOURNAL)
     while True:
-        lines = _events(rd / JOURNAL)
-        for line in lines[max(sent, offset):]:
-            print(line, flush=True)
-        sent = max(sent, len(lines))
+        first = journal.count
+        lines = journal.new()
+        for i, line in enumerate(lines, start=first):
+            if i >= offset:
+                print(line, flush=True)
         if any(_finished(line) for line in lines[-3:]):
             done.set()
             return 0
         if detached.is_set():
             return 0
-        time.sleep(0.1)
-
-
+        time.sleep(POLL)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, Self
 
-from conveyor import errors
+from conveyor import errors, host
 from conveyor.commands import docker
 from conveyor.errors import ConveyorError, HostUnreachable, LockHeld
 from conveyor.plan import EventSink, PlanResult, StepResult
@@ -21,26 +22,15 @@ from conveyor.runner import image as runner_image
 from conveyor.runner import journal as jr
 from conveyor.runner.job import Job
 from conveyor.steps.lock import describe_holder
-from conveyor.steps.record import read_record
 from conveyor.steps.tests import answer
 from conveyor.targets.remote import Remote, tail
 
 REATTACH_FOR = 120.0  # a lost stream (SSH cut, runner restarting) is re-attached this long
+FINISH_TRIES = 300  # after its last event, the runner's exit is waited for this many 0.1 s
 
 
 def runner_name(remote: Remote) -> str:
     return f"{remote.app.name}-{remote.name}-runner"
-
-
-def docker_socket(remote: Remote) -> str:
-    r = remote.transport.run(("sh", "-c", 'printf %s "${DOCKER_HOST:-unix:///var/run/docker.sock}"'),
-                             timeout=60)
-    where = r.stdout.strip()
-    if not where.startswith("unix://"):
-        raise ConveyorError(f"the runner drives {remote.host}'s Docker engine through its unix "
-                            f"socket; DOCKER_HOST there is {where}",
-                            hint="let the host's docker talk to a local unix socket")
-    return where[len("unix://"):]
 
 
 def runner_state(remote: Remote) -> dict[str, Any] | None:
@@ -58,23 +48,18 @@ def holder(labels: dict[str, str]) -> dict[str, Any]:
             "what": labels.get("conveyor.what"), "since": labels.get("conveyor.since")}
 
 
-def _journal_finished(remote: Remote, run_id: str) -> bool:
-    path = f"{jr.run_dir(remote.state_dir, run_id)}/{jr.JOURNAL}"
-    r = remote.transport.run(("tail", "-n", "1", path), check=False, timeout=60)
-    return '"run_finished"' in r.stdout or not r.ok
-
-
-def run_argv(remote: Remote, image: str, socket: str, job: Job, command: list[str],
-             detach: bool = True) -> tuple[str, ...]:
+def _run_options(remote: Remote, image: str, job: Job, command: list[str],
+                 detach: bool = True) -> list[str]:
+    """`docker run`'s options, image and command for a runner, all but the engine's socket."""
     labels = remote.labels("runner", **{
         "conveyor.deployment": job.id, "conveyor.who": job.actor,
         "conveyor.what": job.extra.get("what") or f"{job.kind} {remote.name}",
         "conveyor.since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    mounts = [f"{socket}:/var/run/docker.sock", f"{remote.state_dir}:{remote.state_dir}"]
+    mounts = [f"{remote.state_dir}:{remote.state_dir}"]
     backup_dir = remote.env.backup.dir.rstrip("/")
     if backup_dir and not backup_dir.startswith(remote.state_dir):
         mounts.append(f"{backup_dir}:{backup_dir}")
-    argv = ["docker", "run", "--detach" if detach else "--rm", "--name", runner_name(remote),
+    argv = ["--detach" if detach else "--rm", "--name", runner_name(remote),
             "--network", "host", "--env", "DOCKER_HOST=unix:///var/run/docker.sock",
             "--env", f"CONVEYOR_ACTOR={job.actor}", "--env", f"CONVEYOR_RUNNER_IMAGE={image}"]
     if detach:
@@ -83,26 +68,62 @@ def run_argv(remote: Remote, image: str, socket: str, job: Job, command: list[st
         argv += ["--volume", m]
     for k, v in labels.items():
         argv += ["--label", f"{k}={v}"]
-    return (*argv, image, *command)
+    return [*argv, image, *command]
 
 
-def _ensure_dirs(remote: Remote) -> None:
+def run_argv(remote: Remote, image: str, socket: str, job: Job, command: list[str],
+             detach: bool = True) -> tuple[str, ...]:
+    """The whole `docker run` of a runner, the engine's socket (a host path) mounted."""
+    return ("docker", "run", "--volume", f"{socket}:/var/run/docker.sock",
+            *_run_options(remote, image, job, command, detach))
+
+
+def _dirs(remote: Remote) -> list[str]:
     dirs = [remote.state_dir, jr.jobs_dir(remote.state_dir), f"{remote.state_dir}/runs"]
     if not remote.env.backup.dir.startswith(remote.state_dir):
         dirs.append(remote.env.backup.dir)
-    remote.transport.run(("sh", "-c", 'umask 077 && mkdir -p "$@"', "mkdir", *dirs), timeout=60)
+    return dirs
 
 
-def take(remote: Remote, job: Job, image: str, socket: str, *, wait: bool, wait_timeout: float,
+def start_argv(remote: Remote, image: str, job: Job) -> tuple[str, ...]:
+    """runner_start.sh: image check, directories, socket, the lock's state, job, docker run."""
+    job_path = f"{jr.jobs_dir(remote.state_dir)}/{job.id}.json"
+    dirs = _dirs(remote)
+    return host.argv("runner_start", image, runner_name(remote), job_path, str(len(dirs)),
+                     *dirs, *_run_options(remote, image, job, ["run", job_path]))
+
+
+# runner_start.sh's exit codes
+_NO_IMAGE, _NOT_UNIX, _HELD, _DEAD, _RACE = 3, 4, 75, 76, 77
+
+
+def take(remote: Remote, job: Job, image: str, *, wait: bool, wait_timeout: float,
          log: Callable[[str], None]) -> None:
-    """Start the runner: its name is the lock. A live runner holds it; a dead one's run is
-    recovered first, then its container removed."""
+    """Start the runner, in one round trip (runner_start.sh): its name is the lock. A live
+    runner holds it; a dead one's run is recovered first, then its container removed. The
+    runner image is brought to the host when it is not there yet."""
     deadline = time.monotonic() + wait_timeout
     announced = False
+    brought = False
     while True:
-        state = runner_state(remote)
-        if state is not None and state["running"]:
-            h = holder(state["labels"])
+        r = remote.transport.run(start_argv(remote, image, job), input=job.to_json(),
+                                 check=False, timeout=300)
+        if r.returncode == 0:
+            return
+        if r.returncode == _NO_IMAGE and not brought:
+            runner_image.bring_to_host(remote, image)
+            brought = True
+            continue
+        if r.returncode == _NOT_UNIX:
+            raise ConveyorError(f"the runner drives {remote.host}'s Docker engine through its "
+                                f"unix socket; DOCKER_HOST there is {r.stdout.strip()}",
+                                hint="let the host's docker talk to a local unix socket")
+        if r.returncode == _HELD:
+            try:
+                labels = json.loads(r.stdout.strip().splitlines()[-1]) or {}
+            except (ValueError, IndexError):
+                labels = {}
+            h = holder(labels)
             if not wait or time.monotonic() >= deadline:
                 raise LockHeld(f"{remote.name} is locked by {describe_holder(h)}: its runner "
                                f"{runner_name(remote)} is running on {remote.host}", holder=h,
@@ -113,32 +134,45 @@ def take(remote: Remote, job: Job, image: str, socket: str, *, wait: bool, wait_
                 announced = True
             time.sleep(2.0)
             continue
-        if state is not None:
-            rid = state["labels"].get("conveyor.deployment") or ""
-            if rid and not _journal_finished(remote, rid):
-                log(f"deployment {rid} was interrupted (its runner stopped at "
-                    f"{state['finished_at']}): recovering it first")
-                remote.transport.run(docker.rm(runner_name(remote), force=True), check=False,
-                                     timeout=120)
-                r = remote.transport.run(run_argv(remote, image, socket, job,
-                                                  ["recover", remote.state_dir, rid],
-                                                  detach=False), check=False, timeout=1800)
-                if not r.ok:
-                    raise ConveyorError(f"recovering the interrupted deployment {rid} failed: "
-                                        f"{tail(r.stderr + r.stdout)}")
-                log(f"recovered deployment {rid} (`conveyor history {remote.name} {rid}`)")
-            remote.transport.run(docker.rm(runner_name(remote), force=True), check=False,
-                                 timeout=120)
-        job_path = f"{jr.jobs_dir(remote.state_dir)}/{job.id}.json"
-        remote.transport.put(job.to_json(), job_path, 0o600)
-        r = remote.transport.run(run_argv(remote, image, socket, job, ["run", job_path]),
-                                 check=False, timeout=300)
-        if r.ok:
-            return
-        remote.transport.run(("rm", "-f", job_path), check=False, timeout=60)
-        if "Conflict" not in r.stderr:  # not a race for the name: a real failure
-            raise ConveyorError(f"cannot start conveyor's runner on {remote.host}: "
-                                f"{tail(r.stderr)}")
+        if r.returncode == _DEAD:
+            rid, stopped_at, socket = r.stdout.strip().splitlines()[-1].split(" ", 2)
+            recover_dead(remote, job, image, socket, rid, stopped_at, log)
+            continue
+        if r.returncode == _RACE:  # another runner took the name meanwhile: look again
+            continue
+        raise ConveyorError(f"cannot start conveyor's runner on {remote.host}: "
+                            f"{tail(r.stderr or r.stdout)}")
+
+
+def recover_dead(remote: Remote, job: Job, image: str, socket: str, rid: str, stopped_at: str,
+                 log: Callable[[str], None]) -> None:
+    """The run of a runner that stopped before its end: recovered (in a runner of its own, in
+    the foreground) before anything else runs for the environment."""
+    log(f"deployment {rid} was interrupted (its runner stopped at {stopped_at}): recovering "
+        "it first")
+    remote.transport.run(docker.rm(runner_name(remote), force=True), check=False, timeout=120)
+    r = remote.transport.run(run_argv(remote, image, socket, job,
+                                      ["recover", remote.state_dir, rid], detach=False),
+                             check=False, timeout=1800)
+    if not r.ok:
+        raise ConveyorError(f"recovering the interrupted deployment {rid} failed: "
+                            f"{tail(r.stderr + r.stdout)}")
+    log(f"recovered deployment {rid} (`conveyor history {remote.name} {rid}`)")
+
+
+def finish(remote: Remote, job: Job) -> dict[str, Any] | None:
+    """After the run's last event, in one round trip (runner_finish.sh): wait (bounded) for the
+    runner to exit, so that the lock is free when this command returns (a deploy right after
+    would be refused as locked), and read the deployment's record (None: there is none)."""
+    r = remote.transport.run(host.argv("runner_finish", runner_name(remote), str(FINISH_TRIES),
+                                       remote.record_file(job.id)), check=False, timeout=120)
+    if r.returncode != 0:
+        return None
+    try:
+        rec = json.loads(r.stdout)
+    except ValueError:
+        return None
+    return rec if isinstance(rec, dict) else None
 
 
 class _Signals:
@@ -304,32 +338,24 @@ def run_on_host(dep: Deployment, job: Job, emit: EventSink, *, wait: bool = Fals
     """Run the planned deployment on its host; the same result `run_deployment` returns."""
     remote = dep.remote
     t0 = time.monotonic()
-    ref = runner_image.image_ref(remote.cfg)
-    runner_image.ensure_on_host(remote, ref)
-    _ensure_dirs(remote)
-    socket = docker_socket(remote)
+    connecting = _connect_meanwhile(remote)
+    ref = runner_image.image_ref(remote.cfg)  # hashes conveyor's files: while ssh connects
+    connecting()
 
     def log(line: str) -> None:
         emit({"event": "message", "text": line})
 
-    take(remote, job, ref, socket, wait=wait, wait_timeout=wait_timeout, log=log)
+    take(remote, job, ref, wait=wait, wait_timeout=wait_timeout, log=log)
     finished, failure = attach(remote, job.id, emit, detach=detach)
     if finished is None:
         log(f"detached: deployment {job.id} goes on on {remote.host} (`conveyor status "
             f"{remote.name}`)")
         return PlanResult(dep.main.name, True, [], time.monotonic() - t0, None)
-    # the runner exits right after its last event: wait for it (bounded), so that the lock is
-    # free when this command returns (a deploy right after would be refused as locked)
-    deadline = time.monotonic() + 30.0
-    while time.monotonic() < deadline:
-        state = runner_state(remote)
-        if state is None or not state["running"]:
-            break
-        time.sleep(0.2)
     jr.restore(dep.state, finished.get("state") or {})
-    try:
-        _apply_record(dep, read_record(remote, job.id))
-    except ConveyorError:  # no record: the lock was never taken
+    rec = finish(remote, job)
+    if rec is not None:
+        _apply_record(dep, rec)
+    else:  # no record: the lock was never taken
         dep.record.result = "failed"
         dep.record.error = str(failure) if failure else finished.get("result")
     steps = [StepResult(s["name"], s["status"], s.get("duration") or 0.0, s.get("notes") or [],
@@ -337,3 +363,27 @@ def run_on_host(dep: Deployment, job: Job, emit: EventSink, *, wait: bool = Fals
     if failure is None and dep.record.result in ("failed", "interrupted"):
         failure = ConveyorError(dep.record.error or f"deployment {job.id} {dep.record.result}")
     return PlanResult(dep.main.name, failure is None, steps, time.monotonic() - t0, failure)
+
+
+def _connect_meanwhile(remote: Remote) -> Callable[[], None]:
+    """Open the connection to the host in a thread (a no-op command: the SSH handshake, the
+    master and the command session); the returned function waits for it and raises its
+    error, so that the next command finds the session free."""
+    transport = remote.transport
+    errors_: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            transport.run(("true",), check=False, timeout=60)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors_.append(exc)
+
+    thread = threading.Thread(target=connect, name="conveyor-connect", daemon=True)
+    thread.start()
+
+    def wait() -> None:
+        thread.join()
+        if errors_:
+            raise errors_[0]
+
+    return wait

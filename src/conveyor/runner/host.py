@@ -25,7 +25,6 @@ from conveyor.plan import StepIO
 from conveyor.plans.deployment import run_deployment
 from conveyor.runner import journal as jr
 from conveyor.runner.job import Job, build
-from conveyor.runner.recover import recover
 from conveyor.targets.remote import Remote
 from conveyor.transport import LocalTransport
 
@@ -93,6 +92,8 @@ def run(job_path: str) -> int:
     events = jr.read(rd / jr.JOURNAL)
     if not path.exists():  # restarted after dying (the job file is read once): recover
         if events and jr.finished(events) is None:
+            from conveyor.runner.recover import recover
+
             return recover(rd, reason="the runner was restarted after it died")
         return 0
     job = Job.from_json(path.read_text())
@@ -133,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         if args[:1] == ["run"] and len(args) == 2:
             return run(args[1])
         if args[:1] == ["recover"] and len(args) == 3:
+            from conveyor.runner.recover import recover
+
             return recover(Path(jr.run_dir(args[1], args[2])),
                            reason="the run's runner was gone")
     except ConveyorError as exc:

@@ -99,6 +99,12 @@ def ensure_on_host(remote: Remote, ref: str) -> None:
     """The runner image on the host: there already, else built here, pushed and pulled."""
     if remote.transport.run(docker.image_inspect(ref, "{{.Id}}"), check=False, timeout=60).ok:
         return
+    bring_to_host(remote, ref)
+
+
+def bring_to_host(remote: Remote, ref: str) -> None:
+    """The runner image, not on the host: built here (unless it is already), pushed, pulled
+    there."""
     build(ref)
     if remote.cfg.registry is None:
         raise ConveyorError("the runner image reaches the host through the registry, and this "

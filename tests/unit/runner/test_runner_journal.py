@@ -6,7 +6,7 @@ from pathlib import Path
 
 from conveyor.records import DeploymentRecord
 from conveyor.runner import journal as jr
-from conveyor.runner.attach import _events, _finished
+from conveyor.runner.attach import _finished, _Lines
 from conveyor.runner.recover import _main_events, _step_results
 from conveyor.state.deploy import DeployState, RevertPlan
 
@@ -41,13 +41,18 @@ def test_journal_lines_are_written_whole_and_read_back(tmp_path: Path):
     assert jr.finished(events) == {"event": "run_finished", "result": "ok"}
 
 
-def test_attach_streams_only_complete_lines(tmp_path: Path):
+def test_attach_streams_only_complete_lines_each_once(tmp_path: Path):
     path = tmp_path / jr.JOURNAL
+    lines = _Lines(path)
+    assert lines.new() == []  # no journal yet
     path.write_text('{"event": "step_started"}\n{"event": "run_fin')
-    assert _events(path) == ['{"event": "step_started"}']
-    path.write_text('{"event": "step_started"}\n{"event": "run_finished", "ok": true}\n')
-    assert _finished(_events(path)[-1])
-    assert _events(tmp_path / "missing") == []
+    assert lines.new() == ['{"event": "step_started"}']
+    assert lines.new() == []  # the cut line waits for its end
+    with path.open("a") as f:
+        f.write('ished", "ok": true}\n')
+    new = lines.new()
+    assert new == ['{"event": "run_finished", "ok": true}'] and _finished(new[-1])
+    assert lines.count == 2
 
 
 def test_recovery_reads_how_far_the_main_plan_got():

@@ -1,0 +1,79 @@
+# runner_start.sh: start conveyor's runner for a job in one round trip: check that the runner
+# image is on the host, create the state directories, find the Docker engine's unix socket,
+# read the runner container's state (its name is the environment's lock), remove a finished
+# one, write the job from stdin (0600) and `docker run` the runner.
+# shellcheck shell=sh
+#
+# Arguments:
+#   $1  the runner image
+#   $2  the runner container's name (<app>-<env>-runner)
+#   $3  the job file's path (<state_dir>/jobs/<id>.json)
+#   $4  how many directories follow
+#   $5... those directories, created first (mode 0700 when new): the state directory, its
+#       jobs/ and runs/, the backup directory; then the `docker run` options, the image and
+#       the runner's command, without the volume of the engine's socket (added here:
+#       "<socket>:/var/run/docker.sock", the socket of $DOCKER_HOST)
+# Stdin: the job (JSON, with its secrets), written to $3 (mode 0600) only when the runner
+#   starts; the file is removed again when `docker run` fails.
+# Stdout: 75: the running runner's labels (JSON, one line); 76: "<deployment id> <time its
+#   runner stopped> <socket>"; 4: $DOCKER_HOST. Stderr: docker's error (exit 1).
+# Exit: 0 the runner started; 3 the runner image is not on the host (nothing done); 4
+#   DOCKER_HOST is not a unix socket; 75 the lock is held: the runner is running (or being
+#   restarted by its restart policy); 76 a stopped
+#   runner's run is unfinished (its journal has no run_finished): recover it first (nothing
+#   removed); 77 another runner took the name meanwhile (try again); 1 otherwise.
+img=$1 name=$2 job=$3 n=$4
+shift 4
+docker image inspect --format '{{.Id}}' "$img" >/dev/null 2>&1 || exit 3
+umask 077
+while [ "$n" -gt 0 ]; do
+  mkdir -p "$1" || exit 1
+  shift
+  n=$((n - 1))
+done
+host=${DOCKER_HOST:-unix:///var/run/docker.sock}
+case $host in
+  unix://*) sock=${host#unix://} ;;
+  *) printf '%s\n' "$host"; exit 4 ;;
+esac
+nl='
+'
+# one inspect: "<running> <stopped at> <deployment>", then the labels as JSON
+out=$(docker container inspect --format '{{or .State.Running .State.Restarting}} {{.State.FinishedAt}} {{index .Config.Labels "conveyor.deployment"}}
+{{json .Config.Labels}}' "$name" 2>/dev/null)
+if [ -n "$out" ]; then
+  state=${out%%"$nl"*}
+  running=${state%% *}
+  finished=${state#* }
+  rid=${finished#* }
+  finished=${finished%% *}
+  if [ "$running" = true ]; then
+    labels=${out#*"$nl"}
+    if [ "$labels" = "$out" ] || [ -z "$labels" ]; then labels='{}'; fi
+    printf '%s\n' "$labels"
+    exit 75
+  fi
+  if [ -n "$rid" ] && [ "$rid" != "<no value>" ]; then
+    journal="$(dirname "$(dirname "$job")")/runs/$rid/journal.jsonl"
+    if [ -f "$journal" ] && ! tail -n 1 "$journal" | grep -q '"run_finished"'; then
+      echo "$rid $finished $sock"
+      exit 76
+    fi
+  fi
+  # not --force: a runner started meanwhile by another controller is not removed (its
+  # `docker run` below then meets a conflict: 77)
+  docker rm "$name" >/dev/null 2>&1
+fi
+if ! { cat > "$job" && chmod 600 "$job"; }; then
+  rm -f "$job"
+  exit 1
+fi
+if err=$(docker run --volume "$sock:/var/run/docker.sock" "$@" 2>&1 >/dev/null); then
+  exit 0
+fi
+rm -f "$job"
+case $err in
+  *Conflict*) exit 77 ;;
+esac
+printf '%s\n' "$err" >&2
+exit 1

@@ -1,0 +1,214 @@
+"""runner_start.sh and runner_finish.sh: the runner started, and its end read back, in one
+round trip each (the lock is the runner container's name)."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+IMAGE = "127.0.0.1:5000/conveyor-runner:0.1.0-abc"
+NAME = "notes-dev-runner"
+JOB = '{"id": "d2", "secrets": {"app.secrets.TOKEN": "s3cret"}}'
+LABELS = {"conveyor.deployment": "d1", "conveyor.who": "ann", "conveyor.what": "deploy dev x"}
+RUN_OPTIONS = ["--detach", "--name", NAME, "--network", "host", IMAGE, "run"]
+
+
+@pytest.fixture
+def bed(docker, tmp_path):
+    """The fake docker, with a `docker run` that can print an error on stderr, and paths."""
+    real = docker.root / "bin" / "docker"
+    wrapped = docker.root / "bin" / "docker-fake"
+    real.rename(wrapped)
+    real.write_text('#!/bin/sh\n'
+                    'if [ "$1" = run ] && [ -n "${FAKE_RUN_STDERR-}" ]; then\n'
+                    '  printf "%s\\n" "$FAKE_RUN_STDERR" >&2\n'
+                    'fi\n'
+                    f'exec {wrapped} "$@"\n')
+    real.chmod(0o755)
+    docker.env.pop("DOCKER_HOST", None)
+    state = tmp_path / "state" / "notes" / "dev"
+    docker.state = state
+    docker.job = state / "jobs" / "d2.json"
+    return docker
+
+
+def start(bed, *, stdin: str = JOB):
+    dirs = [str(bed.state), str(bed.state / "jobs"), str(bed.state / "runs"),
+            str(bed.root / "backups")]
+    return bed.run("runner_start", IMAGE, NAME, str(bed.job), str(len(dirs)), *dirs,
+                   *RUN_OPTIONS, str(bed.job), input=stdin)
+
+
+def inspect_out(running: str, rid: str, labels: dict | None = None) -> str:
+    return (f"{running} 2026-12-02T04:17:51.49Z {rid}\n"
+            + json.dumps(labels if labels is not None else LABELS) + "\n")
+
+
+def journal(bed, rid: str, *events: str) -> None:
+    rd = bed.state / "runs" / rid
+    rd.mkdir(parents=True)
+    (rd / "journal.jsonl").write_text("".join(e + "\n" for e in events))
+
+
+def calls(bed, first: str) -> list[list[str]]:
+    return [c for c in bed.calls() if c[0] == first]
+
+
+def test_no_runner_yet_writes_the_job_0600_and_runs_it_with_the_socket(bed):
+    bed.answer("CONTAINER_INSPECT", rc=1)
+
+    r = start(bed)
+
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    assert bed.job.read_text() == JOB
+    assert stat.S_IMODE(bed.job.stat().st_mode) == 0o600
+    for d in (bed.state, bed.state / "jobs", bed.state / "runs", bed.root / "backups"):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+    assert bed.calls()[0] == ["image", "inspect", "--format", "{{.Id}}", IMAGE]
+    assert calls(bed, "run") == [["run", "--volume", "/var/run/docker.sock:/var/run/docker.sock",
+                                  *RUN_OPTIONS, str(bed.job)]]
+    assert calls(bed, "rm") == []
+
+
+def test_the_socket_is_the_one_docker_host_names(bed):
+    bed.answer("CONTAINER_INSPECT", rc=1)
+    bed.env["DOCKER_HOST"] = "unix:///run/vm/docker.sock"
+
+    assert start(bed).returncode == 0
+    assert calls(bed, "run")[0][1:3] == ["--volume", "/run/vm/docker.sock:/var/run/docker.sock"]
+
+
+def test_a_docker_host_that_is_not_a_unix_socket_exits_4_before_anything(bed):
+    bed.env["DOCKER_HOST"] = "tcp://10.0.0.1:2375"
+
+    r = start(bed)
+
+    assert (r.returncode, r.stdout) == (4, "tcp://10.0.0.1:2375\n")
+    assert not bed.job.exists()
+    assert calls(bed, "run") == [] and calls(bed, "container") == []
+
+
+def test_a_missing_runner_image_exits_3_and_does_nothing(bed):
+    bed.answer("IMAGE_INSPECT", rc=1)
+
+    r = start(bed)
+
+    assert r.returncode == 3
+    assert not bed.state.exists()
+    assert bed.calls() == [["image", "inspect", "--format", "{{.Id}}", IMAGE]]
+
+
+def test_a_running_runner_holds_the_lock_its_labels_are_printed(bed):
+    bed.answer("CONTAINER_INSPECT", out=inspect_out("true", "d1"))
+
+    r = start(bed)
+
+    assert r.returncode == 75
+    assert json.loads(r.stdout) == LABELS
+    assert not bed.job.exists()  # the secrets are not written for nothing
+    assert calls(bed, "run") == [] and calls(bed, "rm") == []
+
+
+def test_a_runner_being_restarted_holds_the_lock_too(bed):
+    # the inspect's first word is `or .State.Running .State.Restarting`: "true" while Docker's
+    # restart policy brings a dead runner back (it recovers on its own)
+    bed.answer("CONTAINER_INSPECT", out=inspect_out("true", "d1"))
+    assert start(bed).returncode == 75
+    fmt = calls(bed, "container")[0][3]
+    assert fmt.startswith("{{or .State.Running .State.Restarting}} {{.State.FinishedAt}} ")
+
+
+def test_a_stopped_runner_with_an_unfinished_journal_exits_76_nothing_removed(bed):
+    bed.answer("CONTAINER_INSPECT", out=inspect_out("false", "d1"))
+    journal(bed, "d1", '{"event": "step_started", "step": "migrate"}')
+
+    r = start(bed)
+
+    assert (r.returncode, r.stdout) == (76, "d1 2026-12-02T04:17:51.49Z /var/run/docker.sock\n")
+    assert not bed.job.exists()
+    assert calls(bed, "rm") == [] and calls(bed, "run") == []
+
+
+@pytest.mark.parametrize("events", [('{"event": "step_started"}', '{"event": "run_finished"}'),
+                                    None], ids=["finished", "no-journal"])
+def test_a_finished_runner_is_removed_without_force_then_the_new_one_runs(bed, events):
+    bed.answer("CONTAINER_INSPECT", out=inspect_out("false", "d1"))
+    if events:
+        journal(bed, "d1", *events)
+
+    r = start(bed)
+
+    assert r.returncode == 0
+    assert calls(bed, "rm") == [["rm", NAME]]  # a runner started meanwhile is never removed
+    assert len(calls(bed, "run")) == 1 and bed.job.read_text() == JOB
+
+
+def test_a_runner_without_a_deployment_label_is_removed(bed):
+    bed.answer("CONTAINER_INSPECT", out=inspect_out("false", "<no value>", {}))
+
+    assert start(bed).returncode == 0
+    assert calls(bed, "rm") == [["rm", NAME]]
+
+
+def test_losing_the_race_for_the_name_exits_77_and_removes_the_job(bed):
+    bed.answer("CONTAINER_INSPECT", rc=1)
+    bed.answer("RUN", rc=125)
+    bed.env["FAKE_RUN_STDERR"] = ('docker: Error response from daemon: Conflict. The container '
+                                  f'name "/{NAME}" is already in use.')
+
+    r = start(bed)
+
+    assert r.returncode == 77
+    assert not bed.job.exists()
+
+
+def test_another_docker_run_failure_exits_1_with_its_error(bed):
+    bed.answer("CONTAINER_INSPECT", rc=1)
+    bed.answer("RUN", rc=125)
+    bed.env["FAKE_RUN_STDERR"] = "docker: invalid reference format."
+
+    r = start(bed)
+
+    assert (r.returncode, r.stderr) == (1, "docker: invalid reference format.\n")
+    assert not bed.job.exists()
+
+
+# --------------------------------------------------------------------------- runner_finish
+
+
+def record(tmp_path: Path) -> Path:
+    path = tmp_path / "deployments" / "d2.json"
+    path.parent.mkdir()
+    path.write_text('{"id": "d2", "result": "ok"}\n')
+    return path
+
+
+def test_finish_prints_the_record_once_the_runner_is_gone(docker, tmp_path):
+    docker.answer("CONTAINER_INSPECT", out="false")
+
+    r = docker.run("runner_finish", NAME, "300", str(record(tmp_path)))
+
+    assert (r.returncode, json.loads(r.stdout)) == (0, {"id": "d2", "result": "ok"})
+    assert docker.calls() == [["container", "inspect", "--format", "{{.State.Running}}", NAME]]
+    assert docker.sleeps() == []
+
+
+def test_finish_waits_for_a_running_runner_a_bounded_time(docker, tmp_path):
+    docker.answer("CONTAINER_INSPECT", out="true")
+
+    r = docker.run("runner_finish", NAME, "3", str(record(tmp_path)))
+
+    assert r.returncode == 0 and json.loads(r.stdout)["result"] == "ok"
+    assert docker.sleeps() == ["0.1", "0.1", "0.1"]
+    assert len(docker.calls()) == 4
+
+
+def test_finish_without_a_record_exits_3(docker, tmp_path):
+    docker.answer("CONTAINER_INSPECT", rc=1)
+
+    r = docker.run("runner_finish", NAME, "300", str(tmp_path / "deployments" / "d2.json"))
+
+    assert (r.returncode, r.stdout) == (3, "")
