@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> None:
 
             raise SystemExit(migrate_help(argv[:idx] + argv[idx + 1:]))
         raise SystemExit(migrate_main(argv[:idx] + argv[idx + 1 :]))
+    if idx is not None and argv[idx] == "status":
+        # each remote environment's one round trip starts before the CLI is imported
+        from conveyor.remote_status import start_early
+
+        start_early(argv[:idx] + argv[idx + 1:])
     from conveyor.cli import run
 
     run(argv)

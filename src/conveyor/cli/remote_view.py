@@ -16,47 +16,21 @@ def remote_status(cfg, env_name: str, *, as_json: bool = False, quiet: bool = Fa
                   ) -> dict[str, Any]:
     """Gather (and unless as_json/quiet, print) one remote environment's status. An error that
     keeps the status from being read is kept as data: its message, hint, what kind of error
-    (`unreachable` only for a host that cannot be reached) and its exit code."""
-    from conveyor.errors import ConveyorError
-    from conveyor.remote_status import gather_status
+    (`unreachable` only for a host that cannot be reached) and its exit code
+    (`conveyor.remote_status.status_data`: one round trip per host, maybe started early)."""
+    from conveyor.remote_status import status_data
 
-    remote = None
-    try:
-        remote = Remote(cfg, env_name)
-        data = gather_status(remote)
-    except ConveyorError as exc:
-        env = cfg.environment(env_name)
-        data = {"environment": env_name, "host": getattr(remote, "host", None) or env.host,
-                "url": _url(remote, cfg, env_name), "kind": "remote",
-                "error": str(exc), "error_kind": error_kind(exc), "hint": exc.hint,
-                "problems": [{"code": exc.exit_code, "text": str(exc)}],
-                "exit_code": exc.exit_code}
-    finally:
-        if remote is not None:
-            remote.close()
+    data = status_data(cfg, env_name)
     if not as_json and not quiet:
         print_remote_status(data)
     return data
 
 
-def _url(remote: Remote | None, cfg, env_name: str) -> str | None:
-    try:
-        return remote.url if remote is not None else cfg.environment(env_name).app_url(cfg.app)
-    except Exception:  # noqa: BLE001 - the URL is a courtesy in an error line
-        return None
-
-
 def error_kind(exc: Exception) -> str:
     """How `conveyor status` names an error that kept it from reading an environment."""
-    from conveyor.errors import ConfigError, HostKeyError, HostUnreachable
+    from conveyor.remote_status import error_kind as kind
 
-    if isinstance(exc, HostUnreachable):
-        return "unreachable"
-    if isinstance(exc, HostKeyError):
-        return "host key refused"
-    if isinstance(exc, ConfigError):
-        return "configuration"
-    return "error"
+    return kind(exc)
 
 
 def print_remote_status(d: dict[str, Any]) -> None:

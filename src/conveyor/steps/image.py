@@ -95,17 +95,24 @@ def _extract(data: bytes, dest: Path) -> None:
 
 def fetch_image_migrations(remote: Remote, image_ref: str, dest: Path) -> list[Any]:
     """The migrations inside an image (present on the host), discovered from a local copy."""
-    from conveyor.migrations import MigrationError, discover
-
     directory = remote.cfg.migrations.container_dir
     r = remote.transport.run(image_files_argv(remote, image_ref, directory), check=False,
                              timeout=300)
-    if r.returncode != 0:
+    return unpack_image_migrations(image_ref, directory, r.returncode, r.stdout, r.stderr, dest)
+
+
+def unpack_image_migrations(image_ref: str, directory: str, returncode: int, stdout: str,
+                            stderr: str, dest: Path) -> list[Any]:
+    """The migrations from image_files.sh's answer (also status.sh's `files` section),
+    unpacked into `dest` and discovered."""
+    from conveyor.migrations import MigrationError, discover
+
+    if returncode != 0:
         raise ConveyorError(
-            f"cannot read the migrations of {image_ref} at {directory}: {tail(r.stderr)}",
+            f"cannot read the migrations of {image_ref} at {directory}: {tail(stderr)}",
             hint="migrations.container_dir must be where the image holds its migrations")
     try:
-        _extract(gzip.decompress(base64.b64decode(r.stdout)), dest)
+        _extract(gzip.decompress(base64.b64decode(stdout)), dest)
         return discover(dest)
     except MigrationError as exc:
         raise ConveyorError(f"the migrations in {image_ref} ({directory}) are not valid: "

@@ -8,14 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from conveyor import host
-from conveyor.commands import docker
-from conveyor.config import ContainerDatabase
 from conveyor.errors import ConveyorError, DatabaseAhead, LintBlocked
 from conveyor.imageref import ImageRef
 from conveyor.migrations import queries
 from conveyor.plan import Step, StepIO
 from conveyor.state.deploy import DeployState, ProdOptions
-from conveyor.steps import migrate_engine as engine
 from conveyor.steps.image import fetch_image_migrations, image_files_argv
 from conveyor.steps.migrate import nothing_to_migrate
 from conveyor.targets.remote import Remote
@@ -29,16 +26,12 @@ def applied_versions(rows: list[str] | None) -> list[str] | None:
 
 
 def applied_now(remote: Remote) -> list[str] | None:
-    """The versions the database has applied (Diesel's table), read now; None if unknown."""
-    db = remote.env.database
-    if not isinstance(db, ContainerDatabase) or not remote.db_container:
-        return None
-    r = remote.transport.run(docker.exec_(remote.db_container, [
-        "psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-U", db.user, "-d", db.name, "-c",
-        engine.APPLIED_SQL]), check=False, timeout=60)
-    if r.returncode != 0:
-        return None
-    return applied_versions(r.stdout.splitlines())
+    """The versions the database has applied (Diesel's table), read now by psql in the
+    database container (`remote_status.applied_rows`: no table yet is none applied); None if
+    unknown or the database is reached by URL."""
+    from conveyor.remote_status import applied_rows
+
+    return applied_versions(applied_rows(remote))
 
 
 def db_applied(remote: Remote, st: DeployState, image_ref: str) -> list[str]:

@@ -1,5 +1,8 @@
 """The SSH transport: OpenSSH with one multiplexed master connection per host for the
-transport's lifetime and (by default) one command session over it (see `session`).
+transport's lifetime and (by default) one command session over it (see `session`). With
+`direct_first`, the first command runs in a connection of its own instead (one handshake, no
+master, no session): what a command that needs one round trip per host wants (`conveyor
+status`); the master and session are set up by a second command, if one comes.
 
 Host keys are always verified against the environment's known_hosts file
 (StrictHostKeyChecking=yes): an unknown or changed key is refused with a hint, never accepted.
@@ -45,6 +48,22 @@ class SshTarget:
         return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
 
 
+# what OpenSSH's client prints when IT failed (exit 255), not the remote command
+_SSH_FAILED = ("Connection refused", "Connection closed by", "Connection reset by",
+               "Connection timed out", "kex_exchange_identification", "banner exchange",
+               "Permission denied (", "Received disconnect from", "Could not resolve hostname",
+               "Host key verification failed", "Too many authentication failures",
+               "no such identity", "Bad owner or permissions", "Load key ")
+
+
+def ssh_failed(returncode: int, stderr: str) -> bool:
+    """Whether a direct `ssh HOST COMMAND` failed to connect (or to log in), from its exit code
+    (255) and OpenSSH's own messages, rather than ran a command that exited 255."""
+    return returncode == 255 and (host_key_refused(stderr) or any(
+        line.startswith("ssh: ") or any(m in line for m in _SSH_FAILED)
+        for line in stderr.splitlines()))
+
+
 def host_key_refused(stderr: str) -> bool:
     """Whether OpenSSH's stderr says it refused the host key (unknown, changed, missing)."""
     return ("Host key verification failed" in stderr
@@ -59,7 +78,8 @@ class SshTransport(Transport):
     and (by default) one remote shell session over it that runs the commands one by one."""
 
     def __init__(self, target: SshTarget, *, connect_timeout: float = 10.0,
-                 session: bool = True, persist: int = CONTROL_PERSIST) -> None:
+                 session: bool = True, persist: int = CONTROL_PERSIST,
+                 direct_first: bool = False) -> None:
         if not target.known_hosts:
             raise ConveyorError(f"no known_hosts file configured for {target.display}",
                                 hint="set `known_hosts` for the environment; conveyor never "
@@ -77,20 +97,26 @@ class SshTransport(Transport):
         self._session: Session | None = None
         self._master_lock = threading.Lock()
         self._master = False
+        self._direct = direct_first  # the next command runs in a connection of its own
 
     @property
     def control_dir(self) -> str:
         """The private directory of the master's control socket (removed by `close`)."""
         return self._dir
 
-    def base_argv(self) -> list[str]:
+    def base_argv(self, *, control: bool = True) -> list[str]:
+        """ssh's options up to the host name; `control`: over the master's socket (else no
+        master at all: OpenSSH takes the first value of an option, so it is never both)."""
         t = self.target
         argv = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
                 "-o", f"UserKnownHostsFile={os.path.expanduser(t.known_hosts or '')}",
                 "-o", "GlobalKnownHostsFile=/dev/null", "-o", "UpdateHostKeys=no",
                 "-o", f"ConnectTimeout={int(self.connect_timeout)}",
                 "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
-                "-o", f"ControlPath={self._control}", "-p", str(t.port)]
+                "-o", f"ControlPath={self._control}" if control else "ControlPath=none",
+                "-p", str(t.port)]
+        if not control:
+            argv[-2:-2] = ["-o", "ControlMaster=no"]
         if t.identity:
             argv += ["-i", os.path.expanduser(t.identity), "-o", "IdentitiesOnly=yes"]
         if t.user:
@@ -162,8 +188,11 @@ class SshTransport(Transport):
             timeout: float | None = None, check: bool = True, stream: OutputSink | None = None,
             env: Mapping[str, str] | None = None) -> Result:
         args = tuple(str(a) for a in argv)
-        self._ensure_master()
         command = self.remote_command(args, env)
+        if self._take_direct():
+            return self._run_direct(args, command, input=input, timeout=timeout, check=check,
+                                    stream=stream)
+        self._ensure_master()
         self.commands_run += 1
         session = self._get_session() if self.use_session else None
         t0 = time.monotonic()
@@ -189,6 +218,27 @@ class SshTransport(Transport):
                                        env=None, cwd=None)
             if rc == 255 and "Host key verification failed" in err:
                 raise self.connect_error(err)
+        result = Result(args, rc, out, err, time.monotonic() - t0, host=self.name)
+        if check and rc != 0:
+            raise CommandFailed(args, rc, err or out, host=self.name)
+        return result
+
+    def _take_direct(self) -> bool:
+        with self._master_lock:
+            direct, self._direct = self._direct and not self._master, False
+            return direct
+
+    def _run_direct(self, args: tuple[str, ...], command: str, *, input: str | bytes | None,
+                    timeout: float | None, check: bool, stream: OutputSink | None) -> Result:
+        """One command in an ssh connection of its own (no master): one handshake."""
+        self.connections_opened += 1
+        self.commands_run += 1
+        cmd = [*self.base_argv(control=False), self.target.host, "--", command]
+        t0 = time.monotonic()
+        rc, out, err = run_process(cmd, input=input, timeout=timeout, stream=stream, env=None,
+                                   cwd=None)
+        if ssh_failed(rc, err):
+            raise self.connect_error(err)
         result = Result(args, rc, out, err, time.monotonic() - t0, host=self.name)
         if check and rc != 0:
             raise CommandFailed(args, rc, err or out, host=self.name)

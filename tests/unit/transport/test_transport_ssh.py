@@ -129,3 +129,76 @@ def test_the_master_outlives_a_killed_run_only_briefly(transport, monkeypatch):
     # close() asks the master to exit at once
     transport.close()
     assert seen[-1][-3:] == ["-O", "exit", "10.0.0.5"]
+
+
+def test_direct_first_runs_the_first_command_without_a_master(tmp_path, monkeypatch):
+    """`conveyor status`: one SSH connection of its own for its one command (no master, no
+    session: one handshake); a second command sets the master up as usual."""
+    import subprocess
+
+    import conveyor.transport.ssh as ssh_mod
+
+    direct: list[list[str]] = []
+    masters: list[list[str]] = []
+
+    def fake_process(cmd, **kw):
+        direct.append(list(cmd))
+        return 0, "out\n", ""
+
+    def fake_run(argv, **kw):
+        masters.append(list(argv))
+        return subprocess.CompletedProcess(argv, 0, b"", b"")
+
+    monkeypatch.setattr(ssh_mod, "run_process", fake_process)
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    t = SshTransport(SshTarget(host="10.0.0.5", known_hosts=str(tmp_path / "kh")),
+                     direct_first=True, session=False)
+    try:
+        r = t.run(["docker", "ps"])
+        assert (r.returncode, r.stdout) == (0, "out\n")
+        cmd = direct[0]
+        assert "ControlPath=none" in cmd and "ControlMaster=no" in cmd
+        assert not any(a.startswith("ControlPath=/") for a in cmd)
+        assert cmd[-3:] == ["10.0.0.5", "--", "docker ps"]
+        assert masters == [] and t.connections_opened == 1 and not os.path.exists(
+            os.path.join(t.control_dir, "cm"))
+        t.run(["true"])  # the second: over the master
+        assert masters and "ControlMaster=yes" in masters[0]
+        assert any(a.startswith("ControlPath=/") for a in direct[1])
+    finally:
+        t.close()
+
+
+def test_a_direct_connection_that_fails_is_a_connection_error(tmp_path, monkeypatch):
+    import conveyor.transport.ssh as ssh_mod
+
+    answers = iter([
+        (255, "", "ssh: connect to host 10.0.0.5 port 22: Connection refused\n"),
+        (255, "", ("No ED25519 host key is known for 10.0.0.5 and you have requested strict "
+                  "checking.\nHost key verification failed.\n")),
+        (255, "", "root@10.0.0.5: Permission denied (publickey).\n"),
+        (255, "", "the command's own 255\n"),
+    ])
+    monkeypatch.setattr(ssh_mod, "run_process", lambda cmd, **kw: next(answers))
+
+    def first(**kw):
+        return SshTransport(SshTarget(host="10.0.0.5", known_hosts=str(tmp_path / "kh")),
+                            direct_first=True)
+
+    with pytest.raises(HostUnreachable, match="Connection refused"):
+        first().run(["true"])
+    with pytest.raises(HostKeyError, match="is not in"):
+        first().run(["true"])
+    with pytest.raises(HostUnreachable, match="Permission denied"):
+        first().run(["true"])
+    assert first().run(["sh", "-c", "exit 255"], check=False).returncode == 255
+
+
+def test_ssh_failed_tells_opensshs_errors_from_a_commands_exit_255():
+    from conveyor.transport.ssh import ssh_failed
+
+    assert ssh_failed(255, "ssh: Could not resolve hostname nope: Name or service not known\n")
+    assert ssh_failed(255, "Connection closed by 10.0.0.5 port 22\r\n")
+    assert ssh_failed(255, "kex_exchange_identification: read: Connection reset by peer\n")
+    assert not ssh_failed(255, "")
+    assert not ssh_failed(1, "ssh: connect to host h port 22: Connection refused")
