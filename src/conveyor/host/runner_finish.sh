@@ -1,20 +1,33 @@
-# runner_finish.sh: after a run's last event, wait (bounded) for its runner container to exit,
-# so that the lock is free when the controller returns, and print the deployment's record.
+# runner_finish.sh: after a run, wait (bounded) for its runner container to exit, so that the
+# lock is free when the controller returns, then print what the controller has not seen of the
+# run's journal and the deployment's record.
 # shellcheck shell=sh
 #
 # Arguments:
 #   $1  the runner container's name
 #   $2  how many times to look again (every 0.1 s) while it still runs
 #   $3  the deployment record's path (<state_dir>/deployments/<id>.json)
+#   $4  the run's journal ("": not printed)
+#   $5  how many of the journal's lines the controller has seen already
 # Stdin: not read.
-# Stdout: the record (JSON).
-# Exit: 0 the record printed (the runner may still run if it outlived the wait); 3 no record
-#   (the run never took the lock).
+# Stdout: "::running::" when the runner still runs after the wait (exit 4); else, when $4 is
+#   given, "::journal::" and the journal's lines after the first $5; then "::record::" and
+#   the record (JSON).
+# Exit: 0 the record printed; 3 no record (the run never took the lock, or has not ended); 4
+#   the runner still runs.
 n=0
 while [ "$(docker container inspect --format '{{.State.Running}}' "$1" 2>/dev/null)" = true ]
 do
   n=$((n + 1))
-  [ "$n" -le "$2" ] || break
+  if [ "$n" -gt "$2" ]; then
+    echo '::running::'
+    exit 4
+  fi
   sleep 0.1
 done
+if [ -n "$4" ]; then
+  echo '::journal::'
+  tail -n "+$(($5 + 1))" "$4" 2>/dev/null
+fi
+echo '::record::'
 cat "$3" 2>/dev/null || exit 3

@@ -22,11 +22,13 @@ from conveyor.runner import image as runner_image
 from conveyor.runner import journal as jr
 from conveyor.runner.job import Job
 from conveyor.steps.lock import describe_holder
+from conveyor.steps.record import read_record
 from conveyor.steps.tests import answer
 from conveyor.targets.remote import Remote, tail
 
 REATTACH_FOR = 120.0  # a lost stream (SSH cut, runner restarting) is re-attached this long
 FINISH_TRIES = 300  # after its last event, the runner's exit is waited for this many 0.1 s
+FALLBACK_TRIES = 5  # the same when the stream ended before the last event
 
 
 def runner_name(remote: Remote) -> str:
@@ -160,19 +162,43 @@ def recover_dead(remote: Remote, job: Job, image: str, socket: str, rid: str, st
     log(f"recovered deployment {rid} (`conveyor history {remote.name} {rid}`)")
 
 
-def finish(remote: Remote, job: Job) -> dict[str, Any] | None:
-    """After the run's last event, in one round trip (runner_finish.sh): wait (bounded) for the
-    runner to exit, so that the lock is free when this command returns (a deploy right after
-    would be refused as locked), and read the deployment's record (None: there is none)."""
-    r = remote.transport.run(host.argv("runner_finish", runner_name(remote), str(FINISH_TRIES),
-                                       remote.record_file(job.id)), check=False, timeout=120)
-    if r.returncode != 0:
-        return None
-    try:
-        rec = json.loads(r.stdout)
-    except ValueError:
-        return None
-    return rec if isinstance(rec, dict) else None
+class Finished:
+    """runner_finish.sh's answer: whether the runner still runs, the journal's lines the
+    controller had not seen (when asked for), the record (None: none)."""
+
+    def __init__(self, stdout: str, returncode: int) -> None:
+        self.running = returncode == 4
+        self.journal: list[str] = []
+        self.record: dict[str, Any] | None = None
+        section = None
+        body: list[str] = []
+        for line in stdout.splitlines():
+            if line in ("::journal::", "::record::", "::running::"):
+                section = line
+                continue
+            if section == "::journal::":
+                self.journal.append(line)
+            elif section == "::record::":
+                body.append(line)
+        if returncode == 0:
+            try:
+                rec = json.loads("\n".join(body))
+            except ValueError:
+                rec = None
+            self.record = rec if isinstance(rec, dict) else None
+
+
+def finish(remote: Remote, run_id: str, *, tries: int = FINISH_TRIES,
+           seen: int | None = None) -> Finished:
+    """In one round trip (runner_finish.sh): wait (at most `tries` x 0.1 s) for the runner to
+    exit, so that the lock is free when this command returns (a deploy right after would be
+    refused as locked); read the journal after its first `seen` lines (unless None) and the
+    deployment's record."""
+    journal = "" if seen is None else f"{jr.run_dir(remote.state_dir, run_id)}/{jr.JOURNAL}"
+    r = remote.transport.run(host.argv("runner_finish", runner_name(remote), str(tries),
+                                       remote.record_file(run_id), journal, str(seen or 0)),
+                             check=False, timeout=120)
+    return Finished(r.stdout, r.returncode)
 
 
 class _Signals:
@@ -215,15 +241,11 @@ def _error(event: dict[str, Any]) -> ConveyorError:
     return exc
 
 
-def _journal_lines(remote: Remote, run_id: str) -> list[str]:
-    path = f"{jr.run_dir(remote.state_dir, run_id)}/{jr.JOURNAL}"
-    return remote.transport.run(("cat", path), check=False, timeout=120).stdout.splitlines()
-
-
 def attach(remote: Remote, run_id: str, emit: EventSink, *, detach: bool = False
-           ) -> tuple[dict[str, Any] | None, ConveyorError | None]:
+           ) -> tuple[dict[str, Any] | None, ConveyorError | None, Finished | None]:
     """Stream the run's events until it finishes: (the run_finished event, the error of the
-    step that failed). (None, None) when the controller detached."""
+    step that failed, the runner's end when it was read already). (None, None, None) when the
+    controller detached."""
     seen = 0
     failure: ConveyorError | None = None
     finished: dict[str, Any] | None = None
@@ -299,19 +321,20 @@ def attach(remote: Remote, run_id: str, emit: EventSink, *, detach: bool = False
                     else:
                         send({"detach": True})
                         proc.kill()
-                        return None, None
+                        return None, None, None
                 if handle(raw, send):
                     proc.kill()
-                    return finished, failure
+                    return finished, failure, None
             proc.wait()
             try:
-                state = runner_state(remote)
-                if state is None or not state["running"]:
-                    # the runner ended (its container stopped, and the exec with it): the rest
-                    # of the journal is on the host's disk
-                    for line in _journal_lines(remote, run_id)[seen:]:
+                # the stream ended: the runner usually stopped right after its last event, and
+                # the exec with it; then the rest of the journal (and the record) is on the
+                # host's disk. A runner still running (a cut stream) is attached again.
+                end = finish(remote, run_id, tries=FALLBACK_TRIES, seen=seen)
+                if not end.running:
+                    for line in end.journal:
                         if handle(line, lambda msg: None):
-                            return finished, failure
+                            return finished, failure, end
             except HostUnreachable:  # the connection was cut: attach again (until give_up)
                 pass
             if time.monotonic() > give_up:
@@ -346,13 +369,20 @@ def run_on_host(dep: Deployment, job: Job, emit: EventSink, *, wait: bool = Fals
         emit({"event": "message", "text": line})
 
     take(remote, job, ref, wait=wait, wait_timeout=wait_timeout, log=log)
-    finished, failure = attach(remote, job.id, emit, detach=detach)
+    finished, failure, end = attach(remote, job.id, emit, detach=detach)
     if finished is None:
         log(f"detached: deployment {job.id} goes on on {remote.host} (`conveyor status "
             f"{remote.name}`)")
         return PlanResult(dep.main.name, True, [], time.monotonic() - t0, None)
     jr.restore(dep.state, finished.get("state") or {})
-    rec = finish(remote, job)
+    if end is None:
+        end = finish(remote, job.id)
+    rec = end.record
+    if rec is None and end.running:  # still running after the wait: read the record anyway
+        try:
+            rec = read_record(remote, job.id)
+        except ConveyorError:
+            rec = None
     if rec is not None:
         _apply_record(dep, rec)
     else:  # no record: the lock was never taken

@@ -189,19 +189,32 @@ def record(tmp_path: Path) -> Path:
 def test_finish_prints_the_record_once_the_runner_is_gone(docker, tmp_path):
     docker.answer("CONTAINER_INSPECT", out="false")
 
-    r = docker.run("runner_finish", NAME, "300", str(record(tmp_path)))
+    r = docker.run("runner_finish", NAME, "300", str(record(tmp_path)), "", "0")
 
-    assert (r.returncode, json.loads(r.stdout)) == (0, {"id": "d2", "result": "ok"})
+    assert r.returncode == 0
+    assert r.stdout == '::record::\n{"id": "d2", "result": "ok"}\n'
     assert docker.calls() == [["container", "inspect", "--format", "{{.State.Running}}", NAME]]
     assert docker.sleeps() == []
+
+
+def test_finish_prints_the_journal_after_the_lines_seen(docker, tmp_path):
+    docker.answer("CONTAINER_INSPECT", rc=1)  # the runner is gone altogether
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text('{"n": 1}\n{"n": 2}\n{"n": 3}\n')
+
+    r = docker.run("runner_finish", NAME, "300", str(record(tmp_path)), str(journal), "1")
+
+    assert r.returncode == 0
+    assert r.stdout == ('::journal::\n{"n": 2}\n{"n": 3}\n'
+                        '::record::\n{"id": "d2", "result": "ok"}\n')
 
 
 def test_finish_waits_for_a_running_runner_a_bounded_time(docker, tmp_path):
     docker.answer("CONTAINER_INSPECT", out="true")
 
-    r = docker.run("runner_finish", NAME, "3", str(record(tmp_path)))
+    r = docker.run("runner_finish", NAME, "3", str(record(tmp_path)), "", "0")
 
-    assert r.returncode == 0 and json.loads(r.stdout)["result"] == "ok"
+    assert (r.returncode, r.stdout) == (4, "::running::\n")
     assert docker.sleeps() == ["0.1", "0.1", "0.1"]
     assert len(docker.calls()) == 4
 
@@ -209,6 +222,7 @@ def test_finish_waits_for_a_running_runner_a_bounded_time(docker, tmp_path):
 def test_finish_without_a_record_exits_3(docker, tmp_path):
     docker.answer("CONTAINER_INSPECT", rc=1)
 
-    r = docker.run("runner_finish", NAME, "300", str(tmp_path / "deployments" / "d2.json"))
+    r = docker.run("runner_finish", NAME, "300", str(tmp_path / "deployments" / "d2.json"), "",
+                   "0")
 
-    assert (r.returncode, r.stdout) == (3, "")
+    assert (r.returncode, r.stdout) == (3, "::record::\n")
