@@ -303,3 +303,20 @@ def test_an_early_error_is_raised_where_the_status_is_taken(tmp_path, app_port, 
     rs.start_early(["--project-dir=" + str(cfg_dir), "dev"])
     with pytest.raises(RuntimeError, match="a bug"):
         rs.status_data(load_config(cfg_dir), "dev")
+
+
+def test_a_zero_downtime_environment_shows_its_proxy(tmp_path, app_port):
+    cfg = project(tmp_path, app_port)
+    toml = cfg / "conveyor.toml"
+    toml.write_text(toml.read_text().replace('state_dir = "/srv/state"\n',
+                                             'state_dir = "/srv/state"\n'
+                                             'strategy = "zero-downtime"\n'))
+    proxy = container("notes-dev-proxy")
+    fake = FakeHost(answer(tmp_path, containers=[container("notes-dev-app"),
+                                                 container("notes-dev-db"), proxy]))
+    remote = remote_for(cfg, fake)
+    assert status_argv(remote)[9] == "notes-dev-proxy"
+    d = gather_status(remote)
+    assert d["proxy"]["name"] == "notes-dev-proxy" and d["proxy"]["state"] == "running"
+    fake.stdout = answer(tmp_path / "b")
+    assert gather_status(remote)["proxy"] == {"state": "missing"}
