@@ -19,6 +19,8 @@ The story, in order (the tests share one copy of the example; each builds on the
      never stopped), then, with the rehearsal off, in the migrate step itself: the previous
      version serves again on the VM's address, rows and schema are intact, and the error
      names the pre-deploy backup as the way back.
+  7. `conveyor rollback prod --migrations`: the tool's revert_command (`alembic downgrade -1`)
+     runs in the serving image, v1 serves again on 0001, the rows stay.
 
 Isolation as in test_example_memos_remote.py: a copy under tmp_path in a git repository of its
 own, a unique app name (containers `<app>-<env>-*`, network, volume, image repository), free
@@ -611,3 +613,22 @@ def after_rehearsal(lg: Ledger, serving: str) -> None:
     assert lg.constraints("prod") == []
     assert lg.rows("prod") == State.rows
     serves(lg, "prod", "v2", "0002")
+
+
+# --------------------------------------------------------------------------- 7 rollback
+
+
+def test_rollback_with_migrations_runs_the_tools_revert_command(ledger):
+    v1 = ledger.images[0]
+    p = ledger.ok("rollback", "prod", "--migrations", "--json")
+    rec = ledger.result(p)["deployment"]
+    assert rec["result"] == "ok" and rec["image"] == v1, rec
+    steps = step_status(rec)
+    assert steps.get("backup") == "ok" and steps.get("revert") == "ok", rec["steps"]
+    assert "alembic downgrade -1" in p.stdout, p.stdout[-4000:]
+    assert ledger.app_label("prod", "conveyor.image") == v1
+    # the tool downgraded one revision (0002's memo column) in the serving image; rows stay
+    assert ledger.revision("prod") == ["0001"]
+    assert "memo" not in ledger.columns("prod")
+    assert ledger.rows("prod") == State.rows
+    serves(ledger, "prod", "v1", "0001")
