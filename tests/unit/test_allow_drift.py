@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from tests.unit.plans import test_dev_plan as dev
 from tests.unit.plans.test_dev_plan import DID, DIGEST, healthy_host, is_, make_config
 from typer.testing import CliRunner
@@ -131,3 +132,23 @@ def test_prod_records_it_and_the_rehearsal_and_migrate_step_get_it(tmp_path, mon
     assert json.loads(stdin.decode().splitlines()[0])["allow_drift"] is True
     job = Job.from_json(job_for("prod", dep, opts).to_json())
     assert build(job, remote, None).record.options["allow_drift"] is True
+
+
+@pytest.mark.parametrize("recreate", [False, True])
+def test_zero_downtime_records_it_and_its_migrate_step_gets_it(tmp_path, recreate):
+    from tests.unit.test_zero_downtime_plan import DID as ZDID
+    from tests.unit.test_zero_downtime_plan import IMAGE as ZIMAGE
+    from tests.unit.test_zero_downtime_plan import remote as zd_remote
+
+    from conveyor.plans.zero_downtime import zero_downtime_plans
+    from conveyor.state.deploy import ProdOptions
+
+    opts = ProdOptions(project_dir=tmp_path, allow_drift=True)
+    dep = zero_downtime_plans(zd_remote(tmp_path), ZIMAGE, opts, deployment_id=ZDID,
+                              recreate=recreate)
+    assert dep.record.options["allow_drift"] is True
+    names = [s.name for s in dep.main.steps]
+    assert "--allow-drift" in " ".join(map(str, dep.describe()[names.index("migrate")]["commands"]))
+    plain = zero_downtime_plans(zd_remote(tmp_path), ZIMAGE, ProdOptions(project_dir=tmp_path),
+                                deployment_id=ZDID, recreate=recreate)
+    assert "allow_drift" not in plain.record.options

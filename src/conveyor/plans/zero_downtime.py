@@ -58,7 +58,9 @@ def zero_downtime_plans(remote: Remote, image: ImageRef, opts: ProdOptions, *,
                         started_at=time.time(), image=image.ref, revision=image.revision,
                         url=remote.url, options={"allow_destructive": opts.allow_destructive,
                                                  "validate": opts.validate,
-                                                 "strategy": strategy})
+                                                 "strategy": strategy,
+                                                 **({"allow_drift": True} if opts.allow_drift
+                                                    else {})})
     record.details["provenance"] = provenance or {}
     record.details["strategy"] = strategy
     lock = lock_info(did, image, f"{kind} {remote.name} {image.ref}")
@@ -72,9 +74,11 @@ def zero_downtime_plans(remote: Remote, image: ImageRef, opts: ProdOptions, *,
     ]
     if recreate:
         steps += [stop_step(remote), proxy_takeover_step(remote),
-                  migrate_step(remote, image, did, hint=RECREATE_HINT)]
+                  migrate_step(remote, image, did, hint=RECREATE_HINT,
+                               allow_drift=opts.allow_drift)]
     else:
-        steps.append(migrate_step(remote, image, did, hint=ZD_HINT))
+        steps.append(migrate_step(remote, image, did, hint=ZD_HINT,
+                                  allow_drift=opts.allow_drift))
     steps += [
         start_beside_step(remote, image, did),
         health_beside_step(remote),
