@@ -23,11 +23,7 @@ from conveyor.errors import ConveyorError
 from conveyor.http import http_get
 from conveyor.imageref import REVISION_LABEL
 from conveyor.migrations import queries
-from conveyor.records import actor
 from conveyor.reports.status import DB_DOWN_REMOTE, DRIFT, UNHEALTHY, blocking, worst_code
-from conveyor.steps import migrate_engine as engine
-from conveyor.steps.image import fetch_image_migrations, unpack_image_migrations
-from conveyor.steps.record import read_history, read_record
 from conveyor.targets.remote import Remote, ssh_target, tail
 from conveyor.transport import SshTransport, Transport
 
@@ -210,6 +206,8 @@ def migration_status(remote: Remote, image_ref: str) -> dict[str, Any]:
         from conveyor.steps.foreign_remote import tool_status
 
         return tool_status(remote, image_ref)
+    from conveyor.steps.image import fetch_image_migrations
+
     with tempfile.TemporaryDirectory(prefix="conveyor-status-") as tmp:
         try:
             migrations = fetch_image_migrations(remote, image_ref, Path(tmp))
@@ -222,6 +220,9 @@ def _status_of(remote: Remote, image_ref: str, migrations: list[Any],
                rows: list[str] | None) -> dict[str, Any]:
     """Applied/pending/drift from the image's migrations and the database's rows; a database
     reached by URL: the engine in conveyor's runner image."""
+    from conveyor.records import actor
+    from conveyor.steps import migrate_engine as engine
+
     mcfg = remote.cfg.migrations
     if rows is not None:
         return status_from(rows, migrations)
@@ -255,6 +256,9 @@ def _section_migrations(remote: Remote, image_ref: str,
     files = sections.get("files")
     if remote.cfg.migrations.command or files is None:
         return migration_status(remote, image_ref)
+    # imported once the host has answered: `start_early` begins the round trip first
+    from conveyor.steps.image import unpack_image_migrations
+
     err = sections.get("files-err", ("", []))[1]
     with tempfile.TemporaryDirectory(prefix="conveyor-status-") as tmp:
         try:
@@ -479,6 +483,8 @@ def status_problems(d: dict[str, Any]) -> list[dict[str, Any]]:
 
 def last_migrate_output(remote: Remote) -> tuple[dict[str, Any] | None, list[str]]:
     """The kept output of the newest recorded deployment that ran a migrate step."""
+    from conveyor.steps.record import read_history, read_record
+
     for entry in reversed(read_history(remote, 200)):
         # the newest deployment whose migrate step has output (it ran the container, or failed)
         if any(s.get("name") == "migrate" and (s.get("lines") or s.get("status") != "ok")

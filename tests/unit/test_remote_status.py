@@ -320,3 +320,17 @@ def test_a_zero_downtime_environment_shows_its_proxy(tmp_path, app_port):
     assert d["proxy"]["name"] == "notes-dev-proxy" and d["proxy"]["state"] == "running"
     fake.stdout = answer(tmp_path / "b")
     assert gather_status(remote)["proxy"] == {"state": "missing"}
+
+
+def test_the_console_entry_starts_status_early_and_nothing_else(monkeypatch):
+    import conveyor.cli
+    import conveyor.main
+    import conveyor.remote_status as rs
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(rs, "start_early", lambda argv: seen.append(argv))
+    monkeypatch.setattr(conveyor.cli, "run", lambda argv: None)
+    conveyor.main.main(["-v", "status", "dev", "prod", "-C", "/p"])
+    assert seen == [["-v", "dev", "prod", "-C", "/p"]]
+    conveyor.main.main(["history", "dev"])
+    assert len(seen) == 1
