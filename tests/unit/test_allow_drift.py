@@ -82,7 +82,8 @@ def test_without_it_nothing_is_allowed_and_the_refusal_names_the_option(tmp_path
     assert "migration refused on dev" in str(err) and "1_init: checksum differs" in str(err)
     assert "re-run with --allow-drift" not in str(err)
     assert "`conveyor deploy dev --allow-drift`" in err.hint, err.hint
-    assert "previous version keeps serving" in err.hint
+    assert "(loud, recorded). The app was not touched: the previous version keeps serving" \
+        in err.hint, err.hint
 
 
 def test_the_job_keeps_allow_drift_for_the_runner_on_the_host(tmp_path, env_secrets,

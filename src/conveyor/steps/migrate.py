@@ -122,7 +122,8 @@ def migrate_step(remote: Remote, image: ImageRef, deployment_id: str, *,
             if res.get("error") == "DriftError":  # the engine's hint names its own CLI's option
                 message = (res.get("message") or message).split(" Restore the original")[0]
                 raise MigrationStepFailed(f"migration refused on {remote.name}: {message}",
-                                          hint=f"{drift_hint(remote)}. {hint}")
+                                          hint=f"{drift_hint(remote)}. "
+                                          f"{hint[:1].upper()}{hint[1:]}")
             raise MigrationStepFailed(f"migration failed on {remote.name}: {message}", hint=hint)
         st.migrations_applied = parsed.applied
         io.note(f"applied {len(parsed.applied)}: {', '.join(parsed.applied)}"
