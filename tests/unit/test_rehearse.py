@@ -27,6 +27,7 @@ from conveyor.runner.job import Job, build, job_for
 from conveyor.state.deploy import DeployState, ProdOptions
 from conveyor.steps import migrate_engine as engine
 from conveyor.steps import rehearse as rh
+from conveyor.steps import rehearse_driver as rd
 from conveyor.targets.remote import Remote
 from conveyor.transport import Result, Transport
 
@@ -36,6 +37,15 @@ FAILED = {"ok": False, "error": "MigrationFailed", "version": "20260201000001", 
           "message": 'could not create unique index "notes_title_key"',
           "detail": "Key (title)=(***) is duplicated.",
           "statement": "CREATE UNIQUE INDEX notes_title_key ON notes (title)"}
+
+
+def driver_end(locks: dict | None = None, dropped: bool = True) -> str:
+    """The rehearsal driver's last lines: the locks per migration, the drop."""
+    locks = {UNIQUE: {"lock_wait_ms": 50, "lock_waits": {"notes": 50},
+                      "locks": {"notes": ["ShareLock"]}}} if locks is None else locks
+    return (rd.LOCKS_MARK + json.dumps({"migrations": locks, "error": None}) + "\n"
+            + (rd.DROPPED_MARK + "\n" if dropped else
+               rd.DROP_FAILED_MARK + "permission denied to drop database\n"))
 
 
 class Host(Transport):
@@ -48,7 +58,8 @@ class Host(Transport):
             "restore": (0, "::space:: 999 4\n::restored::\n2|public.notes\n0|public.tags\n"),
             "engine": (0, f"applying {UNIQUE} ...\napplied {UNIQUE} (3 ms)\n" + engine.RESULT_MARK
                        + json.dumps({"ok": True, "applied": [{"name": UNIQUE,
-                                                              "duration_ms": 3.0}]}) + "\n")}
+                                                              "duration_ms": 3.0}]}) + "\n"
+                       + driver_end())}
 
     def kind(self, argv: tuple[str, ...]) -> str:
         text = " ".join(argv)
@@ -58,7 +69,7 @@ class Host(Transport):
             return "size"
         if argv[:1] == ("tail",):
             return "history"
-        if "conveyor.steps.migrate_driver" in text:
+        if "conveyor.steps.rehearse_driver" in text or "conveyor.steps.migrate_driver" in text:
             return "engine"
         if argv[:3] == ("sh", "-c", hs.script("copy_out")):
             return "copy-out"
@@ -113,7 +124,11 @@ def test_a_passing_rehearsal_records_timings_and_the_prediction_and_drops(setup)
         {"name": "stop", "duration": 0.5}, {"name": "start", "duration": 0.25},
         {"name": "health", "duration": 1.0}]}) + "\n")
     step.action(st, io)
-    assert fake.names() == ["size", "restore", "copy-out", "engine", "drop", "history"]
+    # two round trips of the rehearsal's own: the restore, the driver (which drops the scratch);
+    # the migrations are copied out of the image while the restore runs
+    names = fake.names()
+    assert names[0] == "size" and sorted(names[1:3]) == ["copy-out", "restore"]
+    assert names[3:] == ["engine", "history"]
     restore_argv, counts = next((a, i) for a, i in fake.calls if fake.kind(a) == "restore")
     scratch = f"notes_rehearse_{DID.lower().replace('-', '_')}"
     assert restore_argv[3:] == ("conveyor-rehearse", "restore", "notes-prod-db", "notes",
@@ -124,14 +139,20 @@ def test_a_passing_rehearsal_records_timings_and_the_prediction_and_drops(setup)
     engine_in = next(i for a, i in fake.calls if fake.kind(a) == "engine")
     header = json.loads(engine_in)
     assert header["database_url"].endswith(f"@notes-prod-db:5432/{scratch}")
+    assert (header["scratch"], header["maintenance_db"]) == (scratch, "postgres")
+    assert header["command"] == "run" and header["migration_dir"] == "/migrations"
     assert PASSWORD not in " ".join(" ".join(a) for a, _ in fake.calls)  # never in argv
     engine_argv = next(a for a, _ in fake.calls if fake.kind(a) == "engine")
     assert f"notes-prod-rehearse-{DID.lower()}" in engine_argv
     assert "conveyor.role=rehearse" in engine_argv
+    assert engine_argv[-2:] == ("-m", "conveyor.steps.rehearse_driver")
+    assert f"dropped the scratch database {scratch}" in io.output
     info = st.rehearsal
     assert info is not None and info["rehearsed"] and info["rows"] == 2 and info["tables"] == 2
     assert info["migrations"][0]["name"] == UNIQUE and info["migrations"][0]["ok"]
-    assert info["migrations"][0]["duration_ms"] == 3.0 and "lock_wait_ms" in info["migrations"][0]
+    assert info["migrations"][0]["duration_ms"] == 3.0
+    assert info["migrations"][0]["lock_wait_ms"] == 50  # the driver's sampler
+    assert info["migrations"][0]["locks"] == {"notes": ["ShareLock"]}
     assert "stop/start/health 1.75 s of deployment d0" in info["basis"]
     assert info["predicted_downtime"] >= 1.75
     assert st.record.details["rehearsal"] is info
@@ -144,7 +165,7 @@ def test_a_passing_rehearsal_records_timings_and_the_prediction_and_drops(setup)
 def test_a_data_problem_names_the_migration_statement_and_masks_rows(setup):
     fake, st, step, io = setup()
     fake.answers["engine"] = (1, f"applying {UNIQUE} ...\n" + engine.RESULT_MARK
-                              + json.dumps(FAILED) + "\n")
+                              + json.dumps(FAILED) + "\n" + driver_end())
     with pytest.raises(MigrationStepFailed) as exc:
         step.action(st, io)
     text = str(exc.value)
@@ -152,8 +173,30 @@ def test_a_data_problem_names_the_migration_statement_and_masks_rows(setup):
     assert "Statement: CREATE UNIQUE INDEX notes_title_key ON notes (title)" in text
     assert "Key (title)=(***) is duplicated" in text
     assert "nothing on prod was stopped" in exc.value.hint
-    assert fake.names()[-1] == "drop"
+    assert fake.names()[-1] == "engine"  # the driver dropped the scratch database
     assert st.rehearsal is not None and st.rehearsal["migrations"][0]["ok"] is False
+
+
+def test_the_step_drops_the_scratch_database_when_the_driver_did_not(setup):
+    for end in (driver_end(dropped=False), ""):  # it could not, or it died before
+        fake, st, step, io = setup()
+        fake.answers["engine"] = (0 if end else 137, f"applying {UNIQUE} ...\n" + end)
+        try:
+            step.action(st, io)
+        except MigrationStepFailed:
+            assert not end
+        assert fake.names()[-1] == "drop" or fake.names()[-2:] == ["drop", "history"]
+        if end:
+            assert any("could not drop" in line and "permission denied" in line
+                       for line in io.output)
+
+
+def test_a_failed_copy_out_beside_the_restore_fails_the_step_and_drops(setup):
+    fake, st, step, io = setup()
+    fake.answers["copy-out"] = (1, "no /app/migrations in the image")
+    with pytest.raises(MigrationStepFailed, match="cannot copy the migrations out"):
+        step.action(st, io)
+    assert "engine" not in fake.names() and fake.names()[-1] == "drop"
 
 
 def test_row_data_is_masked_even_when_the_engine_did_not(setup):
@@ -204,7 +247,7 @@ def test_max_downtime_refuses_a_longer_prediction_and_a_missing_one(setup):
         {"name": n, "duration": 1.0} for n in ("stop", "start", "health")]}) + "\n")
     with pytest.raises(ConveyorError, match="more than --max-downtime 1 s"):
         step.action(st, io)
-    assert "drop" in fake.names()
+    assert any(line.startswith("dropped the scratch database") for line in io.output)
     fake, st, step, io = setup(max_downtime=5)
     fake.answers["size"] = (0, str(6 * 1024**3) + "\n")
     with pytest.raises(ConveyorError, match="cannot be checked: the rehearsal was skipped"):

@@ -1,14 +1,23 @@
 """The rehearse step: the pending migrations run first on a scratch restore of the fresh
-pre-deploy backup, on the same PostgreSQL server, while prod keeps serving untouched.
+pre-deploy backup, on the same PostgreSQL server, while prod keeps serving untouched. Two
+commands on the host, whatever the number of tables and migrations:
 
-    rehearse.sh restore   free disk >= twice the dump, CREATE DATABASE <db>_rehearse_<id>,
-                          pg_restore the backup step's dump into it, count its rows (checked
-                          against the counts the backup step took in the dump)
-    migrations            conveyor's engine in a temporary container of the runner image (as
-                          the migrate step), DATABASE_URL = the scratch database; or
-                          `migrations.command` in the app image; each migration's duration and
-                          the locks it waited for / held (sampled from pg_locks) are recorded
-    rehearse.sh drop      always (also the step's undo: a killed runner's recovery drops it)
+    rehearse.sh restore   ONE `docker exec` of the database's container: free disk >= twice
+                          the dump, CREATE DATABASE <db>_rehearse_<id>, pg_restore the backup
+                          step's dump into it, count its rows (checked here against the counts
+                          the backup step took in the dump); dropped there if that fails
+    the driver            ONE temporary container of the runner image on the database's
+                          network (`conveyor.steps.rehearse_driver`): a lock sampler (pg_locks,
+                          its own connection), conveyor's engine as the migrate step runs it
+                          (DATABASE_URL = the scratch database), then the drop of the scratch
+                          database, whatever the migrations did; each migration's duration and
+                          the locks it waited for / held are recorded
+    rehearse.sh drop      only when the driver did not say it dropped it (it failed or did not
+                          run: a bad restore, a killed container), and as the step's undo (a
+                          killed runner's recovery drops it)
+
+With `migrations.command` (a project's own tool, in the app image) the tool runs instead, a
+psql beside it samples the locks (`LockSampler`), and `rehearse.sh drop` drops.
 
 A failure (the restore, the counts, a migration on prod's data) stops the deploy before the app
 is stopped: the error names the migration, the statement and the data problem, row contents
@@ -21,6 +30,7 @@ predicts the downtime of a `recreate` deploy (`--max-downtime` refuses more).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any, Self
@@ -36,6 +46,7 @@ from conveyor.records import actor
 from conveyor.state.deploy import DeployState, ProdOptions
 from conveyor.steps import foreign_remote
 from conveyor.steps import migrate_engine as engine
+from conveyor.steps import rehearse_driver as rd
 from conveyor.steps.backup import human_size
 from conveyor.steps.migrate import copy_out
 from conveyor.targets.remote import Remote, tail
@@ -147,8 +158,6 @@ def skip_reason(remote: Remote, st: DeployState, io: StepIO,
 def stop_start_basis(remote: Remote, io: StepIO) -> dict[str, Any] | None:
     """stop + start + health of the last successful deployment that stopped the app."""
     r = io.run(("tail", "-n", "50", remote.history_file), check=False, timeout=60)
-    import json
-
     for line in reversed(r.stdout.splitlines()):
         try:
             rec = json.loads(line)
@@ -243,46 +252,61 @@ def _failure_text(res: dict[str, Any], fallback: str) -> str:
     return mask_row_data(text)
 
 
-def _migrate(remote: Remote, image: ImageRef, did: str, url: str, io: StepIO,
-             sampler: LockSampler | None, allow_drift: bool = False) -> dict[str, Any]:
+class Background:
+    """A command of the step run while the restore runs (the copy-out of the migrations):
+    `wait()` joins it, re-raises its error, and gives how long it took."""
+
+    def __init__(self, fn: Any) -> None:
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+        self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn: Any) -> None:
+        t0 = time.monotonic()
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by wait(), in the step's thread
+            self.error = exc
+        self.seconds = time.monotonic() - t0
+
+    def wait(self) -> float:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.seconds
+
+
+def driver_files(remote: Remote, image: ImageRef, did: str, io: StepIO) -> None:
+    """The image's migrations, copied out for the driver's container (as the migrate step)."""
+    copy_out(remote, io, image.ref, engine.migrations_dir(remote, did))
+
+
+def driver(remote: Remote, image: ImageRef, did: str, url: str, scratch: str,
+           allow_drift: bool = False) -> tuple[tuple[str, ...], bytes]:
+    """The rehearsal driver (`conveyor.steps.rehearse_driver`: the lock sampler, conveyor's
+    engine, the drop of the scratch database, in one process) in a temporary container of the
+    runner image: its argv and its header (the URL only on stdin, never in an argv)."""
     mcfg = remote.cfg.migrations
-    name = remote.container_name("rehearse", did)
-    labels = remote.labels("rehearse", **{"conveyor.deployment": did})
-    marks: list[tuple[float, str]] = []
+    argv = docker.run(engine.engine_image(remote), name=remote.container_name("rehearse", did),
+                      rm=True, interactive=True, network=remote.network,
+                      labels=remote.labels("rehearse", **{"conveyor.deployment": did}),
+                      volumes=[f"{engine.migrations_dir(remote, did)}:{engine.ENGINE_DIR}:ro"],
+                      entrypoint="python", command=("-m", "conveyor.steps.rehearse_driver"))
+    header = json.loads(engine.engine_stdin(
+        "run", url, lock_timeout=mcfg.lock_timeout,
+        applied_by=f"{actor()} via conveyor rehearse {remote.name}"))
+    header.update(scratch=scratch, maintenance_db="postgres", sample_every=SAMPLE_EVERY)
+    if allow_drift:
+        header["allow_drift"] = True
+    return argv, json.dumps(header).encode() + b"\n"
 
-    def sink(line: str) -> None:
-        if line.startswith(engine.RESULT_MARK):
-            return
-        if line.startswith("applying ") and line.endswith(" ..."):
-            marks.append((time.time(), line[len("applying "):-4]))
-        io.log(line)
 
-    assert io.transport is not None
-    t_copy = time.monotonic()
-    if mcfg.command:
-        env_path = f"{remote.state_dir}/rehearse-{did}.env"
-        run = host.argv("with_env_file", env_path, *engine.user_command_argv(
-            image.ref, mcfg.command, name=name, network=remote.network, env_file=env_path,
-            labels=labels))
-        # the app's environment (its settings, secrets), on the scratch database
-        stdin = foreign_remote.env_stdin(remote, url)
-    else:
-        files = engine.migrations_dir(remote, did)
-        copy_out(remote, io, image.ref, files)
-        run = engine.engine_argv(engine.engine_image(remote), files, name=name,
-                                 network=remote.network, labels=labels)
-        stdin = engine.engine_stdin("run", url, lock_timeout=mcfg.lock_timeout,
-                                    applied_by=f"{actor()} via conveyor rehearse {remote.name}",
-                                    allow_drift=allow_drift)
-    t0 = time.monotonic()
-    wall0 = time.time()
-    r = io.transport.run(run, input=stdin, stream=sink, check=False, timeout=None)
-    wall1 = time.time()
-    out = engine.parse_output(r.stdout)
-    res = out.result or {}
+def _entries(marks: list[tuple[float, str]], wall1: float, res: dict[str, Any],
+             locks: Any) -> list[dict[str, Any]]:
+    """One entry per migration the engine started: its duration, and its locks (`locks`:
+    the driver's per-name figures, or a LockSampler)."""
     done = {s.get("name"): s for s in res.get("applied") or []}
-    if not marks and mcfg.command:  # a foreign tool: one entry for the whole command
-        marks.append((wall0, "migrations.command"))
     migrations = []
     for i, (t, mname) in enumerate(marks):
         end = marks[i + 1][0] if i + 1 < len(marks) else wall1
@@ -290,12 +314,85 @@ def _migrate(remote: Remote, image: ImageRef, did: str, url: str, io: StepIO,
         entry: dict[str, Any] = {"name": mname, "ok": step is not None,
                                  "duration_ms": (step or {}).get("duration_ms")
                                  or round((end - t) * 1000, 1)}
-        if sampler is not None:
-            entry.update(sampler.between(t, end))
+        if isinstance(locks, LockSampler):
+            entry.update(locks.between(t, end))
+        else:
+            entry.update(locks.get(mname) or {"lock_wait_ms": 0, "lock_waits": {},
+                                              "locks": {}})
         migrations.append(entry)
+    return migrations
+
+
+def _migrate(remote: Remote, image: ImageRef, did: str, url: str, scratch: str, io: StepIO,
+             files: Background | None, allow_drift: bool = False) -> dict[str, Any]:
+    """The pending migrations on the scratch database. Conveyor's engine: ONE container (the
+    driver samples the locks and drops the scratch database itself: `dropped`). A project's
+    own tool (`migrations.command`, the app image): the LockSampler's psql beside it; the
+    step drops the scratch database."""
+    mcfg = remote.cfg.migrations
+    marks: list[tuple[float, str]] = []
+    found: dict[str, Any] = {"dropped": False, "locks": {}}
+
+    def sink(line: str) -> None:
+        if line.startswith(engine.RESULT_MARK):  # the migrations ended (the drop follows)
+            found["ended"] = time.monotonic()
+            return
+        if line.startswith(rd.LOCKS_MARK):
+            try:
+                found["locks"] = json.loads(line[len(rd.LOCKS_MARK):])
+            except ValueError:
+                pass
+            return
+        if line.startswith(rd.DROPPED_MARK):
+            found["dropped"] = True
+            io.log(f"dropped the scratch database {scratch}")
+            return
+        if line.startswith(rd.DROP_FAILED_MARK):
+            io.log(f"the driver could not drop {scratch}: {line[len(rd.DROP_FAILED_MARK):]}")
+            return
+        if line.startswith("applying ") and line.endswith(" ..."):
+            marks.append((time.time(), line[len("applying "):-4]))
+        io.log(line)
+
+    assert io.transport is not None
+    t_copy = time.monotonic()
+    sampler: LockSampler | None = None
+    if mcfg.command:
+        name = remote.container_name("rehearse", did)
+        env_path = f"{remote.state_dir}/rehearse-{did}.env"
+        run = host.argv("with_env_file", env_path, *engine.user_command_argv(
+            image.ref, mcfg.command, name=name, network=remote.network, env_file=env_path,
+            labels=remote.labels("rehearse", **{"conveyor.deployment": did})))
+        # the app's environment (its settings, secrets), on the scratch database
+        stdin = foreign_remote.env_stdin(remote, url)
+        sampler = LockSampler(remote, io, scratch)
+    else:
+        # the copy-out ran beside the restore: its own duration counts (the migrate step's
+        # copy-out comes after the app stopped)
+        copy_s = files.wait() if files is not None else 0.0
+        run, stdin = driver(remote, image, did, url, scratch, allow_drift)
+        t_copy = time.monotonic() - copy_s
+    t0 = time.monotonic()
+    wall0 = time.time()
+    if sampler is not None:
+        with sampler:
+            r = io.transport.run(run, input=stdin, stream=sink, check=False, timeout=None)
+    else:
+        r = io.transport.run(run, input=stdin, stream=sink, check=False, timeout=None)
+    wall1 = time.time()
+    res = engine.parse_output(r.stdout).result or {}
+    if not marks and mcfg.command:  # a foreign tool: one entry for the whole command
+        marks.append((wall0, "migrations.command"))
+    lock_info = found["locks"] if isinstance(found["locks"], dict) else {}
+    if lock_info.get("error"):
+        io.log(f"the lock sampler stopped: {lock_info['error']}")
+    migrations = _entries(marks, wall1, res, sampler if sampler is not None
+                          else lock_info.get("migrations") or {})
     return {"returncode": r.returncode, "result": res, "migrations": migrations,
-            "copy_s": round(t0 - t_copy, 3), "migrate_s": round(time.monotonic() - t0, 3),
-            "wall": (wall0, wall1), "output": tail(r.stderr + r.stdout)}
+            "copy_s": round(t0 - t_copy, 3),
+            "migrate_s": round(found.get("ended", time.monotonic()) - t0, 3),
+            "wall": (wall0, wall1), "output": tail(r.stderr + r.stdout),
+            "dropped": found["dropped"]}
 
 
 def rehearse(remote: Remote, image: ImageRef, did: str, opts: ProdOptions | None,
@@ -357,6 +454,10 @@ def run_rehearsal(remote: Remote, image: ImageRef, did: str, st: DeployState,
     scratch = scratch_name(remote, did)
     expected: dict[str, int] = backup.get("rows") or {}
     t0 = time.monotonic()
+    dropped = False  # by the driver, when it ran
+    # the image's migrations are copied out for the driver while the restore runs
+    files = None if remote.cfg.migrations.command else \
+        Background(lambda: driver_files(remote, image, did, io))
     try:
         r = io.run(rehearse_argv(remote, "restore", scratch, backup["file"]),
                    input=count_sql(expected), check=False, timeout=None)
@@ -394,9 +495,9 @@ def run_rehearsal(remote: Remote, image: ImageRef, did: str, st: DeployState,
                "as counted in the dump" if expected else
                f"restored {backup.get('id')} into {scratch} (the dump's row counts unknown)")
         url = scratch_url(remote.database_url(), scratch)
-        with LockSampler(remote, io, scratch) as sampler:
-            m = _migrate(remote, image, did, url, io, sampler,
-                         allow_drift=bool(st.record.options.get("allow_drift")))
+        m = _migrate(remote, image, did, url, scratch, io, files,
+                     allow_drift=bool(st.record.options.get("allow_drift")))
+        dropped = m["dropped"]
         info = {"database": scratch, "backup": backup.get("id"), "tables": len(got),
                 "rows": rows, "restore_s": round(restored - t0, 3), "copy_s": m["copy_s"],
                 "migrate_s": m["migrate_s"], "migrations": m["migrations"]}
@@ -415,12 +516,16 @@ def run_rehearsal(remote: Remote, image: ImageRef, did: str, st: DeployState,
                 f"data first) and deploy again; `conveyor rehearse {remote.name}` tries it "
                 "without deploying")
     except BaseException:
-        try:
-            drop_scratch(remote, io, scratch)
-        except ConveyorError as exc:  # the first error is the one to report
-            io.log(str(exc))
+        if files is not None:
+            files.thread.join()  # nothing of the step's own keeps running after it
+        if not dropped:
+            try:
+                drop_scratch(remote, io, scratch)
+            except ConveyorError as exc:  # the first error is the one to report
+                io.log(str(exc))
         raise
-    drop_scratch(remote, io, scratch)
+    if not dropped:
+        drop_scratch(remote, io, scratch)
     return info
 
 
@@ -455,9 +560,15 @@ def rehearse_step(remote: Remote, image: ImageRef, did: str, opts: ProdOptions |
            if opts is not None and opts.max_downtime is not None else "")]
     if remote.managed_db:
         describe[1:1] = [host.shown(rehearse_argv(remote, "restore", scratch, "<the backup>")),
-                         (f"migrations in a temporary container "
-                         f"{remote.container_name('rehearse', did)} against {scratch}"),
-                         host.shown(rehearse_argv(remote, "drop", scratch))]
+                         (f"migrations.command in a temporary container "
+                          f"{remote.container_name('rehearse', did)} of the app image against "
+                          f"{scratch} (a psql beside it samples pg_locks)"
+                          if remote.cfg.migrations.command else
+                          f"in ONE temporary container {remote.container_name('rehearse', did)}"
+                          f" of the runner image: the lock sampler, conveyor's engine against "
+                          f"{scratch}, then the drop of {scratch}"),
+                         host.shown(rehearse_argv(remote, "drop", scratch))
+                         + ["(when it is not dropped yet)"]]
     return Step("rehearse", lambda st, io: rehearse(remote, image, did, opts, st, io, always),
                 describe=describe, undo=undo,
                 undo_describe=[rm, "drop the scratch database (if it is there)"],
