@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
             from conveyor.cli.app import migrate_help
 
             raise SystemExit(migrate_help(argv[:idx] + argv[idx + 1:]))
-        raise SystemExit(migrate_main(argv[:idx] + argv[idx + 1 :]))
+        raise SystemExit(migrate_main(argv[:idx] + argv[idx + 1 :], exiting=True))
     if idx is not None and argv[idx] == "status":
         # each remote environment's one round trip starts before the CLI is imported
         from conveyor.remote_status import start_early

@@ -7,4 +7,4 @@ import sys
 
 from conveyor.migrations.cli import main
 
-raise SystemExit(main(sys.argv[1:]))
+raise SystemExit(main(sys.argv[1:], exiting=True))

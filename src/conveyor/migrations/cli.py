@@ -44,9 +44,11 @@ def _opt(args, name, default=None):
 
 
 class _Context:
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, exiting: bool = False) -> None:
         #: the parsed command line (each command reads the options it defined)
         self.args: Any = args
+        #: the process exits when the command is done (:func:`main`)
+        self.exiting = exiting
         pd = _opt(args, "project_dir")
         self.project_dir: str | None = pd or None
         self._config = None
@@ -118,9 +120,20 @@ def _fmt_ms(ms) -> str:
     return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.1f} ms"
 
 
-def _migrator(ctx: _Context, live: bool) -> Migrator:
-    from conveyor.migrations.engine import Migrator
+def _migrator_class(ctx: _Context) -> type[Migrator]:
+    """The engine's Migrator, imported the quick way: psycopg's version modules seeded, the
+    cyclic GC paused meanwhile, and what the import made frozen when the process exits after
+    the command (see ``startup``)."""
+    from conveyor.migrations import startup
 
+    startup.seed_versions()
+    with startup.gc_paused(freeze=ctx.exiting):
+        from conveyor.migrations.engine import Migrator
+    return Migrator
+
+
+def _migrator(ctx: _Context, live: bool) -> Migrator:
+    migrator = _migrator_class(ctx)
     lt = _opt(ctx.args, "lock_timeout")
     waiting: list[bool] = []
 
@@ -137,7 +150,7 @@ def _migrator(ctx: _Context, live: bool) -> Migrator:
     url, mdir = ctx.database_url(), ctx.migrations_dir()
     if lt is None and ctx._config is not None:  # the config was needed anyway: its default
         lt = getattr(getattr(ctx._config, "migrations", None), "lock_timeout", None)
-    return Migrator(url, mdir, lock_timeout=60.0 if lt is None else float(lt),
+    return migrator(url, mdir, lock_timeout=60.0 if lt is None else float(lt),
                     on_event=on_event)
 
 
@@ -204,11 +217,10 @@ def _cmd_revert(ctx: _Context, redo: bool = False) -> int:
 
 
 def _cmd_status(ctx: _Context, plan: bool = False) -> int:
-    from conveyor.migrations.engine import Migrator
-
+    migrator = _migrator_class(ctx)
     url = ctx.database_url()
     mdir = ctx.migrations_dir()
-    status = Migrator(url, mdir).status()
+    status = migrator(url, mdir).status()
     if _opt(ctx.args, "json"):
         data = status.to_dict()
         data.update({"database": mask_secrets(url), "migration_dir": str(mdir),
@@ -315,7 +327,10 @@ def _lint(argv: list[str]) -> int:
     return lint_main(rest)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
+    """Run one ``conveyor migrate`` command; its exit code. ``exiting``: the process exits
+    right after (conveyor's entry point, ``python -m conveyor.migrations``), which lets the
+    start-up freeze what the imports made (``startup.gc_paused``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command, index = subcommand(argv)
     if command == "lint":
@@ -327,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             args = parser(command).parse_args(argv[:index] + argv[index + 1:])
         else:
             args = parser().parse_args(argv)
-        ctx = _Context(args)
+        ctx = _Context(args, exiting)
         cmd = args.command
         if cmd == "run":
             return _cmd_run(ctx)

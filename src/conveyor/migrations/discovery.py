@@ -56,7 +56,7 @@ class Migration:
     _FIELDS = ("version", "name", "directory", "up_sql", "down_sql", "run_in_transaction",
                "checksum")
 
-    _dir: Path
+    _dir: Path | str
     _down: str | None | _Unread
     version: str
     #: the full directory name, e.g. ``2023-11-01-120000_create_users``
@@ -72,7 +72,7 @@ class Migration:
         set_ = object.__setattr__  # __setattr__ refuses (immutable)
         set_(self, "version", version)
         set_(self, "name", name)
-        set_(self, "_dir", Path(directory))
+        set_(self, "_dir", directory)  # made a Path when first asked for (discover: a str)
         set_(self, "up_sql", up_sql)
         set_(self, "_down", down_sql)
         set_(self, "run_in_transaction", run_in_transaction)
@@ -80,7 +80,11 @@ class Migration:
 
     @property
     def directory(self) -> Path:
-        return self._dir
+        d = self._dir
+        if not isinstance(d, Path):
+            d = Path(d)
+            object.__setattr__(self, "_dir", d)
+        return d
 
     @property
     def down_sql(self) -> str | None:

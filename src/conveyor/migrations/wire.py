@@ -207,5 +207,9 @@ def _cancel(conn: psycopg.Connection) -> None:
 
 def literal(conn: psycopg.Connection, value: object) -> str:
     """``value`` as a SQL literal for this connection (psycopg's quoting), for the statements
-    that travel inside a multi-statement query (which takes no parameters)."""
+    that travel inside a multi-statement query (which takes no parameters). A string with no
+    quote, backslash or NUL is quoted here, as psycopg would (``'...'`` whatever
+    ``standard_conforming_strings`` says): three of them per migration in a batch."""
+    if type(value) is str and "'" not in value and "\\" not in value and "\0" not in value:
+        return f"'{value}'"
     return sql.Literal(value).as_string(conn)
