@@ -66,6 +66,20 @@ def http(method: str, url: str, body: dict | None = None,
         return r.status, raw
 
 
+def label_compose_file(path: Path, labels: dict[str, str]) -> None:
+    """Label a copied example's compose containers, default network and volume (test hygiene)."""
+    lines = "".join(f'      {k}: "{v}"\n' for k, v in labels.items())
+    text = path.read_text()
+    for service in ("db", "app"):
+        needle = f"\n  {service}:\n"
+        assert needle in text, f"service {service} not found in {path}"
+        text = text.replace(needle, f"{needle}    labels:\n{lines}", 1)
+    assert text.rstrip().endswith("volumes:\n  pgdata:"), "the example's volumes section moved"
+    text = text.rstrip() + "\n    labels:\n" + lines
+    text += "\nnetworks:\n  default:\n    labels:\n" + lines
+    path.write_text(text)
+
+
 class Vm:
     """A test-bed VM's own Docker engine, used from this machine for the assertions."""
 

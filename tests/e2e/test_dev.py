@@ -25,14 +25,13 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.helpers import http
 from tests.testbed import (
     OWNER_LABEL,
     TEST_LABEL,
@@ -137,18 +136,6 @@ class Env:
             self.vm("rm", "--force", c, check=False)
         self.vm("network", "rm", f"{APP}-dev", check=False)
         self.vm("volume", "rm", f"{APP}-dev-pgdata", check=False)
-
-
-def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict | str]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            raw = r.read().decode()
-            return r.status, (json.loads(raw) if raw else "")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def serves(env: Env) -> None:

@@ -36,17 +36,15 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
+from tests.e2e.helpers import free_port, http, label_compose_file
 from tests.testbed import OWNER_LABEL, TEST_LABEL, main_docker_env, testbed_env, vm_docker_env
 
 pytestmark = pytest.mark.e2e
@@ -93,42 +91,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_constraint("entries_amount_positive", "entries", type_="check")
 '''
-
-
-def free_port(address: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        return sock.getsockname()[1]
-
-
-def http(method: str, url: str, body: dict | None = None) -> tuple[int | None, dict | str]:
-    """(status, JSON body or text); None when nothing answers. Test-bed addresses only."""
-    assert url.startswith("http://127."), url
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            raw = r.read().decode()
-            return r.status, (json.loads(raw) if raw else "")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except (urllib.error.URLError, OSError) as exc:
-        return None, str(exc)
-
-
-def _label_compose_file(path: Path, labels: dict[str, str]) -> None:
-    """Label the copy's containers, default network and volume (test hygiene)."""
-    lines = "".join(f'      {k}: "{v}"\n' for k, v in labels.items())
-    text = path.read_text()
-    for service in ("db", "app"):
-        needle = f"\n  {service}:\n"
-        assert needle in text, f"service {service} not found in {path}"
-        text = text.replace(needle, f"{needle}    labels:\n{lines}", 1)
-    assert text.rstrip().endswith("volumes:\n  pgdata:"), "the example's volumes section moved"
-    text = text.rstrip() + "\n    labels:\n" + lines
-    text += "\nnetworks:\n  default:\n    labels:\n" + lines
-    path.write_text(text)
 
 
 class Ledger:
@@ -195,7 +157,7 @@ class Ledger:
         text = compose.read_text()
         assert "image: ledger:local" in text, "the example's image tag moved"
         compose.write_text(text.replace("image: ledger:local", f"image: {self.local_image}"))
-        _label_compose_file(compose, {TEST_LABEL: "1", OWNER_LABEL: str(os.getpid()),
+        label_compose_file(compose, {TEST_LABEL: "1", OWNER_LABEL: str(os.getpid()),
                                       "conveyor.test.suite": "example-ledger"})
         (self.dir / ".gitignore").write_text("__pycache__/\n.conveyor/\n")
         subprocess.run(["git", "init", "-q", "-b", "main", str(self.dir)], check=True)

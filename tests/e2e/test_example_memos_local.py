@@ -25,6 +25,7 @@ import httpx
 import psycopg
 import pytest
 
+from tests.e2e.helpers import label_compose_file
 from tests.testbed import OWNER_LABEL, TEST_LABEL, main_docker_env, testbed_env
 
 pytestmark = pytest.mark.e2e
@@ -44,20 +45,6 @@ def _free_port() -> int:
 
 def _version(name: str) -> str:
     return name.split("_", 1)[0].replace("-", "")
-
-
-def _label_compose_file(path: Path, labels: dict[str, str]) -> None:
-    """Label the copy's containers, default network and volume (test hygiene)."""
-    lines = "".join(f'      {k}: "{v}"\n' for k, v in labels.items())
-    text = path.read_text()
-    for service in ("db", "app"):
-        needle = f"\n  {service}:\n"
-        assert needle in text, f"service {service} not found in {path}"
-        text = text.replace(needle, f"{needle}    labels:\n{lines}", 1)
-    assert text.rstrip().endswith("volumes:\n  pgdata:"), "the example's volumes section moved"
-    text = text.rstrip() + "\n    labels:\n" + lines
-    text += "\nnetworks:\n  default:\n    labels:\n" + lines
-    path.write_text(text)
 
 
 class Stack:
@@ -123,7 +110,7 @@ def stack(testbed, tmp_path_factory) -> Stack:
     text = compose.read_text()
     assert "image: memos:local" in text, "the example's image tag moved"
     compose.write_text(text.replace("image: memos:local", f"image: {image}"))
-    _label_compose_file(compose, {TEST_LABEL: "1", OWNER_LABEL: str(os.getpid()),
+    label_compose_file(compose, {TEST_LABEL: "1", OWNER_LABEL: str(os.getpid()),
                                   "conveyor.test.suite": SUITE})
     password = f"pw-{uuid.uuid4().hex}"
     app_port, db_port = _free_port(), _free_port()

@@ -26,6 +26,7 @@ import httpx
 import psycopg
 import pytest
 
+from tests.e2e.helpers import label_compose_file
 from tests.testbed import OWNER_LABEL, TEST_LABEL, main_docker_env, testbed_env
 
 pytestmark = pytest.mark.e2e
@@ -40,20 +41,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _label_compose_file(path: Path, labels: dict[str, str]) -> None:
-    """Label the copy's containers, default network and volume (test hygiene)."""
-    lines = "".join(f'      {k}: "{v}"\n' for k, v in labels.items())
-    text = path.read_text()
-    for service in ("db", "app"):
-        needle = f"\n  {service}:\n"
-        assert needle in text, f"service {service} not found in {path}"
-        text = text.replace(needle, f"{needle}    labels:\n{lines}", 1)
-    assert text.rstrip().endswith("volumes:\n  pgdata:"), "the example's volumes section moved"
-    text = text.rstrip() + "\n    labels:\n" + lines
-    text += "\nnetworks:\n  default:\n    labels:\n" + lines
-    path.write_text(text)
 
 
 def _remove_stale_projects(env: dict[str, str]) -> None:
@@ -143,7 +130,7 @@ def stack(testbed, tmp_path_factory) -> Stack:
     shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
     compose = root / "docker-compose.yml"
     compose.write_text(compose.read_text().replace("image: notes:local", f"image: {image}"))
-    _label_compose_file(compose, {TEST_LABEL: "1", OWNER_LABEL: str(os.getpid()),
+    label_compose_file(compose, {TEST_LABEL: "1", OWNER_LABEL: str(os.getpid()),
                                   "conveyor.test.suite": "local"})
     password = f"pw-{uuid.uuid4().hex}"
     app_port, db_port = _free_port(), _free_port()
