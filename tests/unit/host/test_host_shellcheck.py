@@ -26,7 +26,8 @@ def test_shellcheck_reports_nothing_as_posix_sh():
 
 #: the scripts with the structured header (what, arguments, stdin, exit codes)
 HEADED = ["backup", "image_files", "list_backups", "lock", "record", "rehearse", "restore",
-          "status", "swap", "unlock", "verify_backup", "with_env_file"]
+          "runner_finish", "runner_start", "status", "swap", "unlock", "verify_backup",
+          "with_env_file"]
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
