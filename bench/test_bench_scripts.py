@@ -14,7 +14,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-SCRIPTS = ["downtime", "deploy_dev", "local_up", "rehearsal"]
+SCRIPTS = ["downtime", "deploy_dev", "local_up", "rehearsal", "status"]
 README = (BENCH / "README.md").read_text()
 
 FAKE_UV = """#!/bin/sh
