@@ -113,7 +113,7 @@ def take(remote: Remote, job: Job, image: str, *, wait: bool, wait_timeout: floa
         if r.returncode == 0:
             return
         if r.returncode == _NO_IMAGE and not brought:
-            runner_image.bring_to_host(remote, image)
+            runner_image.bring_to_host(remote, image, log)
             brought = True
             continue
         if r.returncode == _NOT_UNIX:

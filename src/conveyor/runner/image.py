@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
 import tempfile
+from collections.abc import Callable
 from importlib import metadata, resources
 from pathlib import Path
 
@@ -102,18 +104,50 @@ def ensure_on_host(remote: Remote, ref: str) -> None:
     bring_to_host(remote, ref)
 
 
-def bring_to_host(remote: Remote, ref: str) -> None:
-    """The runner image, not on the host: built here (unless it is already), pushed, pulled
-    there."""
+def bring_to_host(remote: Remote, ref: str, log: Callable[[str], None] | None = None) -> None:
+    """The runner image, not on the host: built here (unless it is already), pushed to the
+    app's registry and pulled there; when there is no registry, or the push or the pull fails
+    (the registry is down), streamed over the SSH connection instead (`docker save | docker
+    load`), so that the deploy still runs on the host and leaves a record."""
     build(ref)
-    if remote.cfg.registry is None:
-        raise ConveyorError("the runner image reaches the host through the registry, and this "
-                            "project has no [registry]", hint="add a [registry] table")
-    local = LocalTransport()
-    r = local.run(docker.push(ref), check=False, timeout=1800)
-    if not r.ok:
-        raise ConveyorError(f"pushing conveyor's runner image {ref} failed: {tail(r.stderr)}")
-    r = remote.transport.run(docker.pull(ref), check=False, timeout=1800)
-    if not r.ok:
-        raise ConveyorError(f"pulling conveyor's runner image {ref} on {remote.host} failed: "
-                            f"{tail(r.stderr)}")
+    why = "this project has no [registry]"
+    if remote.cfg.registry is not None:
+        local = LocalTransport()
+        r = local.run(docker.push(ref), check=False, timeout=1800)
+        if r.ok:
+            r = remote.transport.run(docker.pull(ref), check=False, timeout=1800)
+            if r.ok:
+                return
+            why = f"pulling it on {remote.host} failed: {tail(r.stderr)}"
+        else:
+            why = f"pushing it failed: {tail(r.stderr)}"
+    if log is not None:
+        log(f"conveyor's runner image {ref}: {why}; sending it over SSH instead")
+    load_over_ssh(remote, ref)
+
+
+def load_over_ssh(remote: Remote, ref: str) -> None:
+    """`docker save` here, piped into `docker load` on the host (one SSH session)."""
+    save = subprocess.Popen(["docker", "save", ref], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    load = remote.transport.popen(("docker", "load", "--quiet"))
+    assert save.stdout is not None and load.stdin is not None
+    try:
+        shutil.copyfileobj(save.stdout, load.stdin, 1 << 20)
+    except BrokenPipeError:
+        pass
+    finally:
+        load.stdin.close()
+    assert load.stdout is not None and load.stderr is not None and save.stderr is not None
+    load.stdout.read()  # "Loaded image: ..." (small)
+    load_err = load.stderr.read()
+    load.wait(timeout=1800)
+    save_err = save.stderr.read()
+    save.wait(timeout=60)
+    if save.returncode != 0 or load.returncode != 0:
+        raise ConveyorError(
+            f"conveyor's runner image {ref} could not be brought to {remote.host}: "
+            + (f"docker save failed: {tail(save_err.decode(errors='replace'))}"
+               if save.returncode != 0 else
+               f"docker load there failed: {tail(load_err.decode(errors='replace'))}"),
+            hint="check the registry (`conveyor push` uses it too) and the host's disk")

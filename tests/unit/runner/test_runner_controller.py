@@ -102,7 +102,7 @@ def test_one_round_trip_starts_the_runner_with_the_job_on_stdin(setup):
 def test_a_missing_runner_image_is_brought_then_the_start_is_tried_again(setup, monkeypatch):
     remote, fake, job = setup
     brought: list[str] = []
-    monkeypatch.setattr(runner_image, "bring_to_host", lambda r, ref: brought.append(ref))
+    monkeypatch.setattr(runner_image, "bring_to_host", lambda r, ref, log=None: brought.append(ref))
     fake.answer("conveyor-runner-start", (3, "", ""), (0, "", ""))
 
     take(remote, job)
@@ -177,7 +177,7 @@ def test_a_lost_race_for_the_name_looks_again(setup):
 ])
 def test_other_answers_are_errors(setup, monkeypatch, rc, out, err, message):
     remote, fake, job = setup
-    monkeypatch.setattr(runner_image, "bring_to_host", lambda r, ref: None)
+    monkeypatch.setattr(runner_image, "bring_to_host", lambda r, ref, log=None: None)
     fake.answer("conveyor-runner-start", (rc, out, err))
 
     with pytest.raises(ConveyorError, match=message):
