@@ -80,6 +80,89 @@ def label_compose_file(path: Path, labels: dict[str, str]) -> None:
     path.write_text(text)
 
 
+class ExampleCopy:
+    """What the e2e copies of the other examples (memos, ledger) share: their own git
+    repository, the CLI's `ok`/`result`, docker on a VM's engine or the main one, names, and the
+    clean-up of both VMs and the main engine. A subclass sets `app`, `dir`, `addresses`,
+    `ports`, `registry`, `local_image`, `vm_envs` and defines `run`."""
+
+    ENVS: tuple[str, ...] = ("dev", "prod")
+    app: str
+    dir: Path
+    addresses: dict[str, str]
+    ports: dict[str, int]
+    registry: str
+    local_image: str
+    vm_envs: dict[str, dict[str, str]]
+
+    def run(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        raise NotImplementedError
+
+    def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        p = self.run(*args, **kw)
+        assert p.returncode == 0, (f"conveyor {' '.join(args)} exited {p.returncode}:\n"
+                                   f"{p.stdout[-6000:]}\n{p.stderr[-4000:]}")
+        return p
+
+    @staticmethod
+    def result(p: subprocess.CompletedProcess) -> dict:
+        """The final `result` event of a --json run."""
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
+    # the repository
+    def git(self, *args: str) -> str:
+        return subprocess.run(["git", "-C", str(self.dir), "-c", "user.name=e2e",
+                               "-c", "user.email=e2e@localhost", *args], check=True,
+                              capture_output=True, text=True, timeout=60).stdout.strip()
+
+    def commit(self, message: str) -> None:
+        self.git("add", "-A")
+        self.git("commit", "-q", "--allow-empty", "-m", message)
+
+    # the engines
+    def docker(self, env: str | None, *argv: str, check: bool = True
+               ) -> subprocess.CompletedProcess:
+        """docker on a VM's engine (env "dev"/"prod") or on the main engine (None)."""
+        p = subprocess.run(["docker", *argv], capture_output=True, text=True,
+                           env=self.vm_envs[env] if env else main_docker_env(), timeout=180,
+                           check=False)
+        if check:
+            assert p.returncode == 0, f"docker {' '.join(argv)} on {env or 'main'}: {p.stderr}"
+        return p
+
+    def url(self, env: str) -> str:
+        return f"http://{self.addresses[env]}:{self.ports[env]}"
+
+    def container(self, env: str, suffix: str = "app") -> str:
+        return f"{self.app}-{env}-{suffix}"
+
+    def app_label(self, env: str, label: str) -> str:
+        return self.docker(env, "inspect", "--format",
+                           f'{{{{index .Config.Labels "{label}"}}}}',
+                           self.container(env)).stdout.strip()
+
+    def cleanup(self) -> None:
+        if self.dir.exists():
+            self.run("down", "--volumes", timeout=300)
+        for e in self.ENVS:
+            names = [self.container(e, s) for s in ("app", "app-previous", "app-failed",
+                                                     "app-next", "db", "runner")]
+            self.docker(e, "rm", "--force", "--volumes", *names, check=False)
+            for c in self.docker(e, "ps", "-aq", "--filter", f"label=conveyor.app={self.app}",
+                                 check=False).stdout.split():
+                self.docker(e, "rm", "--force", "--volumes", c, check=False)
+            self.docker(e, "network", "rm", f"{self.app}-{e}", check=False)
+            self.docker(e, "volume", "rm", f"{self.app}-{e}-pgdata", check=False)
+            ids = self.docker(e, "image", "ls", "-q", f"{self.registry}/{self.app}",
+                              check=False).stdout.split()
+            if ids:
+                self.docker(e, "image", "rm", "--force", *set(ids), check=False)
+        tags = self.docker(None, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
+                           f"{self.registry}/{self.app}", check=False).stdout.split()
+        for tag in [*tags, self.local_image]:
+            self.docker(None, "image", "rm", "--force", tag, check=False)
+
+
 class Vm:
     """A test-bed VM's own Docker engine, used from this machine for the assertions."""
 

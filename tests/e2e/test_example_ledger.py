@@ -44,8 +44,8 @@ from typing import ClassVar
 
 import pytest
 
-from tests.e2e.helpers import free_port, http, label_compose_file
-from tests.testbed import OWNER_LABEL, TEST_LABEL, main_docker_env, testbed_env, vm_docker_env
+from tests.e2e.helpers import ExampleCopy, free_port, http, label_compose_file
+from tests.testbed import OWNER_LABEL, TEST_LABEL, testbed_env, vm_docker_env
 
 pytestmark = pytest.mark.e2e
 
@@ -93,7 +93,7 @@ def downgrade() -> None:
 '''
 
 
-class Ledger:
+class Ledger(ExampleCopy):
     """A copy of examples/ledger (own git repository), the CLI run against it, the engines and
     databases for the assertions."""
 
@@ -173,21 +173,10 @@ class Ledger:
             assert secret not in p.stdout + p.stderr, f"a secret leaked by conveyor {args}"
         return p
 
-    def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
-        p = self.run(*args, **kw)
-        assert p.returncode == 0, (f"conveyor {' '.join(args)} exited {p.returncode}:\n"
-                                   f"{p.stdout[-6000:]}\n{p.stderr[-4000:]}")
-        return p
-
     def fails(self, *args: str, **kw) -> subprocess.CompletedProcess:
         p = self.run(*args, **kw)
         assert p.returncode != 0, f"conveyor {' '.join(args)} succeeded:\n{p.stdout[-6000:]}"
         return p
-
-    @staticmethod
-    def result(p: subprocess.CompletedProcess) -> dict:
-        """The final `result` event of a --json run."""
-        return json.loads(p.stdout.strip().splitlines()[-1])
 
     def build_and_push(self) -> str:
         self.ok("build")
@@ -208,38 +197,6 @@ class Ledger:
         path.write_text(text)
         self.commit(f"release {version}")
         return self.build_and_push()
-
-    # the repository
-    def git(self, *args: str) -> str:
-        return subprocess.run(["git", "-C", str(self.dir), "-c", "user.name=e2e",
-                               "-c", "user.email=e2e@localhost", *args], check=True,
-                              capture_output=True, text=True, timeout=60).stdout.strip()
-
-    def commit(self, message: str) -> None:
-        self.git("add", "-A")
-        self.git("commit", "-q", "--allow-empty", "-m", message)
-
-    # the engines
-    def docker(self, env: str | None, *argv: str, check: bool = True
-               ) -> subprocess.CompletedProcess:
-        """docker on a VM's engine (env "dev"/"prod") or on the main engine (None)."""
-        p = subprocess.run(["docker", *argv], capture_output=True, text=True,
-                           env=self.vm_envs[env] if env else main_docker_env(), timeout=180,
-                           check=False)
-        if check:
-            assert p.returncode == 0, f"docker {' '.join(argv)} on {env or 'main'}: {p.stderr}"
-        return p
-
-    def url(self, env: str) -> str:
-        return f"http://{self.addresses[env]}:{self.ports[env]}"
-
-    def container(self, env: str, suffix: str = "app") -> str:
-        return f"{self.app}-{env}-{suffix}"
-
-    def app_label(self, env: str, label: str) -> str:
-        return self.docker(env, "inspect", "--format",
-                           f'{{{{index .Config.Labels "{label}"}}}}',
-                           self.container(env)).stdout.strip()
 
     def psql(self, env: str, sql: str) -> list[str]:
         """Rows of `sql` in the environment's database (never printed by the assertions)."""
@@ -273,26 +230,6 @@ class Ledger:
         return self.psql(env, "SELECT conname FROM pg_constraint WHERE conrelid = "
                               "'entries'::regclass AND contype = 'c'")
 
-    def cleanup(self) -> None:
-        if self.dir.exists():
-            self.run("down", "--volumes", timeout=300)
-        for e in ENVS:
-            names = [self.container(e, s) for s in ("app", "app-previous", "app-failed",
-                                                     "app-next", "db", "runner")]
-            self.docker(e, "rm", "--force", "--volumes", *names, check=False)
-            for c in self.docker(e, "ps", "-aq", "--filter", f"label=conveyor.app={self.app}",
-                                 check=False).stdout.split():
-                self.docker(e, "rm", "--force", "--volumes", c, check=False)
-            self.docker(e, "network", "rm", f"{self.app}-{e}", check=False)
-            self.docker(e, "volume", "rm", f"{self.app}-{e}-pgdata", check=False)
-            ids = self.docker(e, "image", "ls", "-q", f"{self.registry}/{self.app}",
-                              check=False).stdout.split()
-            if ids:
-                self.docker(e, "image", "rm", "--force", *set(ids), check=False)
-        tags = self.docker(None, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
-                           f"{self.registry}/{self.app}", check=False).stdout.split()
-        for tag in [*tags, self.local_image]:
-            self.docker(None, "image", "rm", "--force", tag, check=False)
 
 
 class State:

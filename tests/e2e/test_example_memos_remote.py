@@ -41,8 +41,8 @@ from typing import ClassVar
 
 import pytest
 
-from tests.e2e.helpers import free_port, http, label_compose_file
-from tests.testbed import OWNER_LABEL, TEST_LABEL, main_docker_env, testbed_env, vm_docker_env
+from tests.e2e.helpers import ExampleCopy, free_port, http, label_compose_file
+from tests.testbed import OWNER_LABEL, TEST_LABEL, testbed_env, vm_docker_env
 
 pytestmark = pytest.mark.e2e
 
@@ -61,7 +61,7 @@ def version_of(name: str) -> str:
     return name.split("_", 1)[0].replace("-", "")
 
 
-class Memos:
+class Memos(ExampleCopy):
     """A copy of examples/memos (own git repository), the CLI run against it, the VMs'
     engines and databases for the assertions."""
 
@@ -135,17 +135,6 @@ class Memos:
             assert pw not in p.stdout + p.stderr, f"a password leaked by conveyor {args}"
         return p
 
-    def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
-        p = self.run(*args, **kw)
-        assert p.returncode == 0, (f"conveyor {' '.join(args)} exited {p.returncode}:\n"
-                                   f"{p.stdout[-6000:]}\n{p.stderr[-4000:]}")
-        return p
-
-    @staticmethod
-    def result(p: subprocess.CompletedProcess) -> dict:
-        """The final `result` event of a --json run."""
-        return json.loads(p.stdout.strip().splitlines()[-1])
-
     def history(self, env: str) -> list[dict]:
         return json.loads(self.ok("history", env, "--json").stdout)
 
@@ -157,44 +146,12 @@ class Memos:
         self.images.append(image)
         return image, built
 
-    # the repository
-    def git(self, *args: str) -> str:
-        return subprocess.run(["git", "-C", str(self.dir), "-c", "user.name=e2e",
-                               "-c", "user.email=e2e@localhost", *args], check=True,
-                              capture_output=True, text=True, timeout=60).stdout.strip()
-
-    def commit(self, message: str) -> None:
-        self.git("add", "-A")
-        self.git("commit", "-q", "--allow-empty", "-m", message)
-
-    # the engines
-    def docker(self, env: str | None, *argv: str, check: bool = True
-               ) -> subprocess.CompletedProcess:
-        """docker on a VM's engine (env "dev"/"prod") or on the main engine (None)."""
-        p = subprocess.run(["docker", *argv], capture_output=True, text=True,
-                           env=self.vm_envs[env] if env else main_docker_env(), timeout=180,
-                           check=False)
-        if check:
-            assert p.returncode == 0, f"docker {' '.join(argv)} on {env or 'main'}: {p.stderr}"
-        return p
-
     def sh_in_image(self, env: str | None, image: str, script: str
                     ) -> subprocess.CompletedProcess:
         """`docker run --entrypoint sh IMAGE -c script` (no network, labelled, removed)."""
         return self.docker(env, "run", "--rm", "--network", "none",
                            "--label", f"{TEST_LABEL}=1", "--label", f"{OWNER_LABEL}={os.getpid()}",
                            "--entrypoint", "sh", image, "-c", script, check=False)
-
-    def url(self, env: str) -> str:
-        return f"http://{self.addresses[env]}:{self.ports[env]}"
-
-    def container(self, env: str, suffix: str = "app") -> str:
-        return f"{self.app}-{env}-{suffix}"
-
-    def app_label(self, env: str, label: str) -> str:
-        return self.docker(env, "inspect", "--format",
-                           f'{{{{index .Config.Labels "{label}"}}}}',
-                           self.container(env)).stdout.strip()
 
     def psql(self, env: str, sql: str) -> list[str]:
         out = self.docker(env, "exec", self.container(env, "db"), "psql", "-XAtq",
@@ -208,25 +165,6 @@ class Memos:
         return self.psql(env, "SELECT column_name FROM information_schema.columns WHERE "
                               "table_name = 'memos' ORDER BY ordinal_position")
 
-    def cleanup(self) -> None:
-        self.run("down", "--volumes", timeout=300)
-        for e in ENVS:
-            names = [self.container(e, s) for s in ("app", "app-previous", "app-failed",
-                                                     "app-next", "db", "runner")]
-            self.docker(e, "rm", "--force", "--volumes", *names, check=False)
-            for c in self.docker(e, "ps", "-aq", "--filter", f"label=conveyor.app={self.app}",
-                                 check=False).stdout.split():
-                self.docker(e, "rm", "--force", "--volumes", c, check=False)
-            self.docker(e, "network", "rm", f"{self.app}-{e}", check=False)
-            self.docker(e, "volume", "rm", f"{self.app}-{e}-pgdata", check=False)
-            ids = self.docker(e, "image", "ls", "-q", f"{self.registry}/{self.app}",
-                              check=False).stdout.split()
-            if ids:
-                self.docker(e, "image", "rm", "--force", *set(ids), check=False)
-        tags = self.docker(None, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
-                           f"{self.registry}/{self.app}", check=False).stdout.split()
-        for tag in [*tags, self.local_image]:
-            self.docker(None, "image", "rm", "--force", tag, check=False)
 
 
 class State:
