@@ -6,9 +6,10 @@
 #   $2  the proxy container's name
 #   $3  seconds to wait for the new worker processes
 # Stdin: the new nginx.conf.
-# Stdout: "switched" once nginx runs workers of the new configuration.
+# Stdout: "switched" once nginx runs workers of the new configuration and no old worker still
+#   accepts connections (every old one is gone or "shutting down").
 # Exit: 0 switched; 65 the new configuration does not pass `nginx -t` (the previous one is put
-#   back, nothing was reloaded); 69 the proxy container is not running; 70 no new worker in $3 s.
+#   back, nothing was reloaded); 69 the proxy container is not running; 70 not switched in $3 s.
 # The configuration file is replaced by a rename (atomic); nginx reloads on SIGHUP: new workers
 # take the new requests, the old ones finish the requests in flight (worker_shutdown_timeout).
 conf="$1/nginx.conf"
@@ -29,15 +30,21 @@ if ! out=$(docker exec "$2" nginx -t -q -c /etc/conveyor-proxy/nginx.conf 2>&1);
 fi
 docker kill --signal HUP "$2" >/dev/null
 i=0
+old=" $(echo "$before" | tr '\n' ' ') "
 while [ "$i" -lt $(($3 * 10)) ]; do
+  # switched: a worker of the new configuration runs, and no old worker still accepts (an old
+  # one not yet "shutting down" may take a new connection to the old upstream)
+  fresh=no
+  stale=no
   for p in $(docker exec "$2" sh -c "$workers" 2>/dev/null); do
-    case " $(echo "$before" | tr '\n' ' ') " in
-      *" $p "*) ;;
-      *) echo switched; exit 0 ;;
+    case "$old" in
+      *" $p "*) stale=yes ;;
+      *) fresh=yes ;;
     esac
   done
+  if [ "$fresh" = yes ] && [ "$stale" = no ]; then echo switched; exit 0; fi
   sleep 0.1
   i=$((i + 1))
 done
-echo "nginx in $2 started no worker of the new configuration in $3 s" >&2
+echo "nginx in $2 did not hand every worker to the new configuration in $3 s" >&2
 exit 70

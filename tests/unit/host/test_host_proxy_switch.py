@@ -61,3 +61,26 @@ def test_new_worker_pid_means_switched(docker, tmp_path):
     r = docker.run("proxy_switch", str(conf), "p", "5", input="new\n")
     assert (r.returncode, r.stdout) == (0, "switched\n"), r.stderr
     assert (conf / "nginx.conf").read_text() == "new\n"
+
+
+def test_switched_only_once_no_old_worker_accepts(docker, tmp_path):
+    """New worker 12 next to old worker 11 (not yet shutting down: it may still take a new
+    connection to the old upstream): not switched until 11 is gone from the list."""
+    conf = tmp_path / "proxy"
+    docker.answer("EXEC_SH", out="11\n", rc="0")
+    wrapper = tmp_path / "bin2"
+    wrapper.mkdir()
+    real = docker.root / "bin" / "docker"
+    count = tmp_path / "n"
+    (wrapper / "docker").write_text(
+        "#!/bin/sh\n"
+        f'n=$(cat "{count}" 2>/dev/null || echo 0)\n'
+        'if [ "$1 $3" = "exec sh" ]; then n=$((n + 1)); echo "$n" > "' + str(count) + '"; '
+        'if [ "$n" -ge 2 ] && [ "$n" -le 4 ]; then printf "11\\n12\\n"; exit 0; fi; '
+        'if [ "$n" -gt 4 ]; then echo 12; exit 0; fi; fi\n'
+        f'exec "{real}" "$@"\n')
+    (wrapper / "docker").chmod(0o755)
+    docker.env["PATH"] = f"{wrapper}:{docker.env['PATH']}"
+    r = docker.run("proxy_switch", str(conf), "p", "5", input="new\n")
+    assert (r.returncode, r.stdout) == (0, "switched\n"), r.stderr
+    assert int(count.read_text()) == 5  # 1 before the HUP, 3 with the old worker, then done
