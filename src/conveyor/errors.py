@@ -11,6 +11,19 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+# how much of a bad value a message shows
+ECHO_LIMIT = 200
+
+
+def echo(value: Any, limit: int = ECHO_LIMIT) -> str:
+    """`repr(value)`, cut to `limit` characters with an ellipsis and the full length."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} characters " \
+        "as written"
+    return f"{text[:limit]}… ({size})"
+
 
 class ConveyorError(Exception):
     """Base class: `str()` is a complete, one-paragraph message; `hint` says how to fix it."""

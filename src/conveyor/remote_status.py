@@ -415,29 +415,17 @@ class _Early:
 
 
 _EARLY: dict[tuple[str, str], _Early] = {}
-_EARLY_FLAGS = frozenset({"--json", "-v", "--verbose"})
 
 
 def start_early(argv: list[str]) -> None:
-    """`conveyor status ENV...` (argv: the words besides `status`): start each remote
+    """`conveyor status ENV...` (argv: the whole command line): start each remote
     environment's round trip now, before the rest of the CLI (Typer, rich, every command's
     module) is imported, so the SSH connection is made meanwhile; `status_data` takes the
     answer. Best effort: a word it does not know (`--help`, a typo), no config, an unknown
     environment, and nothing starts: the command itself then does what it always does."""
-    project, names, i = ".", [], 0
-    while i < len(argv):
-        word = argv[i]
-        if word in ("-C", "--project-dir") and i + 1 < len(argv):
-            project, i = argv[i + 1], i + 2
-            continue
-        if word.startswith("--project-dir="):
-            project = word.split("=", 1)[1]
-        elif word.startswith("-"):
-            if word not in _EARLY_FLAGS:
-                return
-        else:
-            names.append(word)
-        i += 1
+    from conveyor.transport.prewarm import environments
+
+    project, names = environments(argv)
     if not names:
         return
     try:

@@ -276,7 +276,7 @@ def test_start_early_begins_each_remote_round_trip_and_status_data_takes_it(tmp_
 
     monkeypatch.setattr(rs, "_status_data", fake)
     monkeypatch.setattr(rs, "_EARLY", {})
-    rs.start_early(["dev", "dev", "--json", "-C", str(cfg_dir)])
+    rs.start_early(["status", "dev", "dev", "--json", "-C", str(cfg_dir)])
     cfg = load_config(cfg_dir)
     assert rs.status_data(cfg, "dev") == {"environment": "dev", "n": 1}
     assert started == ["dev"]  # once, though named twice
@@ -286,7 +286,7 @@ def test_start_early_begins_each_remote_round_trip_and_status_data_takes_it(tmp_
     for argv in (["dev", "--help", "-C", str(cfg_dir)], ["nope", "-C", str(cfg_dir)],
                  ["-C", str(cfg_dir)], ["dev", "-C", str(tmp_path / "missing")],
                  ["dev", "--frobnicate", "-C", str(cfg_dir)]):
-        rs.start_early(argv)
+        rs.start_early(["status", *argv])
         assert rs._EARLY == {}, argv
     assert started == ["dev", "dev"]
 
@@ -300,7 +300,7 @@ def test_an_early_error_is_raised_where_the_status_is_taken(tmp_path, app_port, 
     monkeypatch.setattr(rs, "_status_data", boom)
     monkeypatch.setattr(rs, "_EARLY", {})
     cfg_dir = project(tmp_path, app_port)
-    rs.start_early(["--project-dir=" + str(cfg_dir), "dev"])
+    rs.start_early(["--project-dir=" + str(cfg_dir), "status", "dev"])
     with pytest.raises(RuntimeError, match="a bug"):
         rs.status_data(load_config(cfg_dir), "dev")
 
@@ -331,6 +331,6 @@ def test_the_console_entry_starts_status_early_and_nothing_else(monkeypatch):
     monkeypatch.setattr(rs, "start_early", lambda argv: seen.append(argv))
     monkeypatch.setattr(conveyor.cli, "run", lambda argv: None)
     conveyor.main.main(["-v", "status", "dev", "prod", "-C", "/p"])
-    assert seen == [["-v", "dev", "prod", "-C", "/p"]]
+    assert seen == [["-v", "status", "dev", "prod", "-C", "/p"]]
     conveyor.main.main(["history", "dev"])
     assert len(seen) == 1

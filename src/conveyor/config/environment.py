@@ -3,7 +3,6 @@ backups and state directory on the host."""
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import ByteSize, Field, field_validator, model_validator
@@ -22,11 +21,7 @@ from conveyor.config.values import (
     Seconds,
     echo,
 )
-
-HOST = re.compile(
-    r"^(?:(?P<user>[A-Za-z_][A-Za-z0-9_.-]*)@)?(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
-    r"|\[[0-9A-Fa-f:]+\])(?::(?P<port>[0-9]{1,5}))?$"
-)
+from conveyor.transport.ssh import HOST_SPEC, split_host
 
 
 class HttpCheck(Model):
@@ -104,7 +99,7 @@ class EnvironmentConfig(Model):
     def _host(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        m = HOST.match(v)
+        m = HOST_SPEC.match(v)
         if not m or (m.group("port") and not 0 < int(m.group("port")) < 65536):
             raise ValueError("HOST: expected user@host[:port] (e.g. deploy@10.0.0.5:22), "
                              f"found {echo(v)}")
@@ -133,9 +128,8 @@ class EnvironmentConfig(Model):
         return self.host is not None
 
     def ssh_parts(self) -> tuple[str | None, str, int]:
-        m = HOST.match(self.host or "")
-        assert m, "validated"
-        return m.group("user"), m.group("host").strip("[]"), int(m.group("port") or 22)
+        assert self.host is not None, "remote"
+        return split_host(self.host)
 
     def app_url(self, app: AppConfig) -> str:
         if self.url:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from conveyor.config.interpolate import interpolate, unset_vars
 from conveyor.config.project import Config, RootConfig
 from conveyor.config.validation import kind_of, validation_error
 from conveyor.errors import ConfigError
+from conveyor.interpolation import interpolate, unset_vars
 
 CONFIG_FILE = "conveyor.toml"
 

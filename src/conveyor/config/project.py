@@ -14,11 +14,11 @@ from pydantic import Field, ValidationError, field_validator
 from conveyor.config.app import AppConfig, MigrationsConfig, RegistryConfig
 from conveyor.config.database import ComposeDatabase, UrlDatabase
 from conveyor.config.environment import EnvironmentConfig
-from conveyor.config.interpolate import interpolate
 from conveyor.config.secret import Model, SecretRef
 from conveyor.config.validation import validation_error
 from conveyor.config.values import database_url_problem, echo
 from conveyor.errors import ConfigError
+from conveyor.interpolation import interpolate
 
 ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 

@@ -1,5 +1,5 @@
-"""The value types of conveyor.toml that pydantic's own types accept too loosely, and `echo`,
-how a bad value is shown in a message (at most ~200 characters).
+"""The value types of conveyor.toml that pydantic's own types accept too loosely (a bad value
+is shown in their messages by `conveyor.errors.echo`: at most ~200 characters).
 
 pydantic's lax mode turns `true` into 1 and accepts `inf` as a timeout; interpolated values
 (`port = "${PORT:-8000}"`) arrive as strings, so a strict int would refuse them. These types
@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-ECHO_LIMIT = 200
+from conveyor.errors import echo
 
 # an environment variable's name, as POSIX shells and docker's env files take it
 ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -29,16 +29,6 @@ IMAGE_REPOSITORY = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 # a registry: host[:port] with an optional namespace path (`ghcr.io/team`)
 REGISTRY = re.compile(rf"^(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:]+\])(?::[0-9]{{1,5}})?"
                       r"(?:/[a-z0-9._-]+)*/?$")
-
-
-def echo(value: Any, limit: int = ECHO_LIMIT) -> str:
-    """`repr(value)`, cut to `limit` characters with an ellipsis and the full length."""
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    size = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} characters " \
-        "as written"
-    return f"{text[:limit]}… ({size})"
 
 
 def _no_bool(v: Any) -> Any:

@@ -11,7 +11,6 @@ Layout on the host (`<state_dir>/<app>/<env>/`, see `Config.host_state_dir`):
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from conveyor import host
@@ -24,16 +23,9 @@ from conveyor.transport import SshTarget, SshTransport, Transport
 
 def ssh_target(cfg: Config, env_name: str) -> SshTarget:
     env = cfg.environment(env_name)
-    user, host, port = env.ssh_parts()
-
-    def path(p: str | None) -> str | None:
-        if p is None:
-            return None
-        p = os.path.expanduser(p)
-        return p if os.path.isabs(p) else str(cfg.root_dir / p)
-
-    return SshTarget(host=host, user=user, port=port, known_hosts=path(env.known_hosts),
-                     identity=path(env.ssh_key), env_name=env_name)
+    assert env.host is not None, "remote"
+    return SshTarget.of_environment(env.host, env.known_hosts, env.ssh_key, cfg.root_dir,
+                                    env_name)
 
 
 def env_file(values: dict[str, str], where: str) -> str:

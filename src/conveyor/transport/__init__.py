@@ -12,6 +12,7 @@ quoted as one argument.
     session    Session: many commands through one remote shell (host/session.sh)
     ssh        SshTarget, SshTransport (master connection, host key errors)
     hostkeys   ssh-keyscan, fingerprints, known_hosts edits
+    prewarm    an environment's master connection, started before the CLI is imported
 """
 
 from conveyor.errors import HostKeyError, HostUnreachable

@@ -12,6 +12,7 @@ The remote command is `shlex.join(argv)`, every value quoted as one argument.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -33,6 +34,21 @@ _UNREACHABLE_HINT = "check the environment's `host` and that sshd runs there"
 CONTROL_PERSIST = 30
 
 
+# an environment's `host` in conveyor.toml: [user@]host[:port]
+HOST_SPEC = re.compile(
+    r"^(?:(?P<user>[A-Za-z_][A-Za-z0-9_.-]*)@)?(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+    r"|\[[0-9A-Fa-f:]+\])(?::(?P<port>[0-9]{1,5}))?$"
+)
+
+
+def split_host(spec: str) -> tuple[str | None, str, int]:
+    """`[user@]host[:port]` -> (user, host, port); ValueError when it is not one."""
+    m = HOST_SPEC.match(spec)
+    if not m:
+        raise ValueError(f"not [user@]host[:port]: {spec[:200]!r}")
+    return m.group("user"), m.group("host").strip("[]"), int(m.group("port") or 22)
+
+
 @dataclass
 class SshTarget:
     host: str
@@ -46,6 +62,22 @@ class SshTarget:
     @property
     def display(self) -> str:
         return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
+
+    @classmethod
+    def of_environment(cls, host: str, known_hosts: str | None, ssh_key: str | None,
+                       root_dir: Path, env_name: str) -> SshTarget:
+        """The target of an environment's `host`, `known_hosts` and `ssh_key` (paths relative
+        to the project's directory `root_dir`)."""
+        user, name, port = split_host(host)
+
+        def path(p: str | None) -> str | None:
+            if p is None:
+                return None
+            p = os.path.expanduser(p)
+            return p if os.path.isabs(p) else str(root_dir / p)
+
+        return cls(host=name, user=user, port=port, known_hosts=path(known_hosts),
+                   identity=path(ssh_key), env_name=env_name)
 
 
 # what OpenSSH's client prints when IT failed (exit 255), not the remote command
@@ -89,6 +121,8 @@ class SshTransport(Transport):
         self.connect_timeout = connect_timeout
         self._dir = tempfile.mkdtemp(prefix="conveyor-ssh-")
         self._control = os.path.join(self._dir, "cm")
+        self._log = os.path.join(self._dir, "master.log")
+        self._pending: subprocess.Popen[bytes] | None = None  # the master, connecting
         self.connections_opened = 0
         self.commands_run = 0
         self.persist = persist
@@ -98,6 +132,11 @@ class SshTransport(Transport):
         self._master_lock = threading.Lock()
         self._master = False
         self._direct = direct_first  # the next command runs in a connection of its own
+        from conveyor.transport import prewarm
+
+        warm = prewarm.take(target, connect_timeout)
+        if warm is not None:
+            self.adopt(warm)
 
     @property
     def control_dir(self) -> str:
@@ -123,30 +162,59 @@ class SshTransport(Transport):
             argv += ["-l", t.user]
         return argv
 
+    def _master_argv(self) -> list[str]:
+        # The master outlives this process only for a bounded idle time (ControlPersist
+        # seconds), so a killed conveyor leaves no ssh process behind for long.
+        return [*self.base_argv(), "-o", "ControlMaster=yes",
+                "-o", f"ControlPersist={self.persist}", "-o", "ExitOnForwardFailure=yes",
+                "-N", "-f", self.target.host]
+
+    def start_master(self) -> None:
+        """Start connecting the master in the background; the first command waits for it."""
+        with self._master_lock:
+            self._start_master()
+
+    def _start_master(self) -> None:
+        if self._master or self._pending is not None:
+            return
+        # its output goes to a file: a backgrounded master would hold a pipe open forever
+        with open(self._log, "wb") as f:
+            self._pending = subprocess.Popen(self._master_argv(), stdout=f, stderr=f,
+                                             stdin=subprocess.DEVNULL)
+
     def _ensure_master(self) -> None:
         with self._master_lock:
             # the socket exists while the master lives (ssh removes it on exit); should a
             # master die uncleanly, ssh falls back to a direct connection: slower, still checked
             if self._master and os.path.exists(self._control):
                 return
-            # The master outlives this process only for a bounded idle time (ControlPersist
-            # seconds), so a killed conveyor leaves no ssh process behind for long. Its output
-            # goes to a file: a backgrounded master would hold a pipe open forever.
-            argv = [*self.base_argv(), "-o", "ControlMaster=yes",
-                    "-o", f"ControlPersist={self.persist}", "-o", "ExitOnForwardFailure=yes",
-                    "-N", "-f", self.target.host]
-            log = os.path.join(self._dir, "master.log")
-            with open(log, "wb") as f:
-                try:
-                    p = subprocess.run(argv, stdout=f, stderr=f, stdin=subprocess.DEVNULL,
-                                       timeout=self.connect_timeout + 20, check=False)
-                except subprocess.TimeoutExpired:
-                    raise HostUnreachable(f"cannot connect to {self.target.display}: timed out",
-                                          hint=_UNREACHABLE_HINT) from None
+            self._start_master()
+            p, self._pending = self._pending, None
+            assert p is not None
+            try:
+                p.wait(timeout=self.connect_timeout + 20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                raise HostUnreachable(f"cannot connect to {self.target.display}: timed out",
+                                      hint=_UNREACHABLE_HINT) from None
             if p.returncode != 0:
-                raise self.connect_error(Path(log).read_text(errors="replace"))
+                raise self.connect_error(Path(self._log).read_text(errors="replace"))
             self.connections_opened += 1
             self._master = True
+
+    def connect(self) -> None:
+        """The master connection, now (a command would make it first anyway)."""
+        self._ensure_master()
+
+    def adopt(self, warm: SshTransport) -> None:
+        """Take over `warm`'s master connection (made, or being made, for the same target and
+        timeout by `conveyor.transport.prewarm`) instead of connecting again."""
+        with self._master_lock, warm._master_lock:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir, self._control, self._log = warm._dir, warm._control, warm._log
+            self._pending, warm._pending = warm._pending, None
+            self._master, warm._master = warm._master, False
 
     def check_master(self) -> bool:
         """Whether the master connection is alive (`ssh -O check`)."""
@@ -189,12 +257,16 @@ class SshTransport(Transport):
             env: Mapping[str, str] | None = None) -> Result:
         args = tuple(str(a) for a in argv)
         command = self.remote_command(args, env)
-        if self._take_direct():
+        with self._master_lock:
+            first, self._direct = self._direct, False
+            direct = first and not self._master and self._pending is None
+        if direct:
             return self._run_direct(args, command, input=input, timeout=timeout, check=check,
                                     stream=stream)
         self._ensure_master()
         self.commands_run += 1
-        session = self._get_session() if self.use_session else None
+        # a one-round-trip command (`first`) over a master made early: no session for it
+        session = self._get_session() if self.use_session and not first else None
         t0 = time.monotonic()
         if session is not None:
             data = input.encode() if isinstance(input, str) else input
@@ -222,11 +294,6 @@ class SshTransport(Transport):
         if check and rc != 0:
             raise CommandFailed(args, rc, err or out, host=self.name)
         return result
-
-    def _take_direct(self) -> bool:
-        with self._master_lock:
-            direct, self._direct = self._direct and not self._master, False
-            return direct
 
     def _run_direct(self, args: tuple[str, ...], command: str, *, input: str | bytes | None,
                     timeout: float | None, check: bool, stream: OutputSink | None) -> Result:
@@ -269,6 +336,11 @@ class SshTransport(Transport):
         return session
 
     def close(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:  # never waited for: still connecting, or backgrounded
+            if pending.poll() is None:
+                pending.kill()  # not yet authenticated: no master was forked
+            pending.wait()
         if self._session is not None:
             self._session.close()
             self._session = None

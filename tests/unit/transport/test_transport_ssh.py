@@ -110,7 +110,7 @@ def test_the_host_key_hint_names_the_environment(tmp_path):
         t.close()
 
 
-def test_the_master_outlives_a_killed_run_only_briefly(transport, monkeypatch):
+def test_the_master_outlives_a_killed_run_only_briefly(transport, monkeypatch, fake_master):
     """ControlPersist is short (a killed conveyor leaves no master for ten minutes)."""
     import subprocess
 
@@ -122,7 +122,7 @@ def test_the_master_outlives_a_killed_run_only_briefly(transport, monkeypatch):
 
     monkeypatch.setattr(subprocess, "run", fake_run)
     transport._ensure_master()
-    master = seen[0]
+    master = fake_master[0]
     assert master[len(transport.base_argv()):] == [
         "-o", "ControlMaster=yes", "-o", "ControlPersist=30", "-o", "ExitOnForwardFailure=yes",
         "-N", "-f", "10.0.0.5"]
@@ -131,7 +131,8 @@ def test_the_master_outlives_a_killed_run_only_briefly(transport, monkeypatch):
     assert seen[-1][-3:] == ["-O", "exit", "10.0.0.5"]
 
 
-def test_direct_first_runs_the_first_command_without_a_master(tmp_path, monkeypatch):
+def test_direct_first_runs_the_first_command_without_a_master(tmp_path, monkeypatch,
+                                                              fake_master):
     """`conveyor status`: one SSH connection of its own for its one command (no master, no
     session: one handshake); a second command sets the master up as usual."""
     import subprocess
@@ -139,18 +140,15 @@ def test_direct_first_runs_the_first_command_without_a_master(tmp_path, monkeypa
     import conveyor.transport.ssh as ssh_mod
 
     direct: list[list[str]] = []
-    masters: list[list[str]] = []
+    masters = fake_master
 
     def fake_process(cmd, **kw):
         direct.append(list(cmd))
         return 0, "out\n", ""
 
-    def fake_run(argv, **kw):
-        masters.append(list(argv))
-        return subprocess.CompletedProcess(argv, 0, b"", b"")
-
     monkeypatch.setattr(ssh_mod, "run_process", fake_process)
-    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(subprocess, "run",
+                        lambda argv, **kw: subprocess.CompletedProcess(argv, 0, b"", b""))
     t = SshTransport(SshTarget(host="10.0.0.5", known_hosts=str(tmp_path / "kh")),
                      direct_first=True, session=False)
     try:

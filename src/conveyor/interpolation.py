@@ -1,5 +1,6 @@
-"""`${VAR}` / `${VAR:-default}` interpolation of string values from the process environment
-(`$$` is a literal `$`)."""
+"""`${VAR}` / `${VAR:-default}` interpolation of conveyor.toml's string values from the
+process environment (`$$` is a literal `$`). Only the standard library: read before pydantic
+is imported (see `conveyor.transport.prewarm`)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import os
 import re
 from typing import Any
 
-from conveyor.config.values import echo
-from conveyor.errors import ConfigError
+from conveyor.errors import ConfigError, echo
 
 VAR = re.compile(r"\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
 # what `$` may start: `$$`, a reference, or (an error) a `${` that is no reference
