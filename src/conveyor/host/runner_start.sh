@@ -1,29 +1,36 @@
 # runner_start.sh: start conveyor's runner for a job in one round trip: check that the runner
 # image is on the host, create the state directories, find the Docker engine's unix socket,
 # read the runner container's state (its name is the environment's lock), remove a finished
-# one, write the job from stdin (0600) and `docker run` the runner.
+# one, write the job from stdin (0600), `docker run` the runner and (with "attach") go on as
+# the run's attach process in the same connection.
 # shellcheck shell=sh
 #
 # Arguments:
 #   $1  the runner image
 #   $2  the runner container's name (<app>-<env>-runner)
 #   $3  the job file's path (<state_dir>/jobs/<id>.json)
-#   $4  how many directories follow
-#   $5... those directories, created first (mode 0700 when new): the state directory, its
+#   $4  "attach": once the runner runs, print "::started::" and become
+#       `docker exec -i $2 python -m conveyor.runner attach <state_dir> <id> 0` (the run's
+#       journal on stdout, the controller's control lines on stdin); "": exit 0 there
+#   $5  how many directories follow
+#   $6... those directories, created first (mode 0700 when new): the state directory, its
 #       jobs/ and runs/, the backup directory; then the `docker run` options, the image and
 #       the runner's command, without the volume of the engine's socket (added here:
 #       "<socket>:/var/run/docker.sock", the socket of $DOCKER_HOST)
-# Stdin: the job (JSON, with its secrets), written to $3 (mode 0600) only when the runner
-#   starts; the file is removed again when `docker run` fails.
+# Stdin: the job (JSON, with its secrets) on its first line, written to $3 (mode 0600) only
+#   when the runner starts; the file is removed again when `docker run` fails. With
+#   "attach", the rest of stdin is the attach process's.
 # Stdout: 75: the running runner's labels (JSON, one line); 76: "<deployment id> <time its
-#   runner stopped> <socket>"; 4: $DOCKER_HOST. Stderr: docker's error (exit 1).
+#   runner stopped> <socket>"; 4: $DOCKER_HOST; "attach" and started: "::started::" then the
+#   journal's lines. Stderr: docker's error (exit 1).
 # Exit: 0 the runner started; 3 the runner image is not on the host (nothing done); 4
 #   DOCKER_HOST is not a unix socket; 75 the lock is held: the runner is running (or being
 #   restarted by its restart policy); 76 a stopped
 #   runner's run is unfinished (its journal has no run_finished): recover it first (nothing
-#   removed); 77 another runner took the name meanwhile (try again); 1 otherwise.
-img=$1 name=$2 job=$3 n=$4
-shift 4
+#   removed); 77 another runner took the name meanwhile (try again); 1 otherwise. With
+#   "attach" and started: the attach process's exit code.
+img=$1 name=$2 job=$3 attach=$4 n=$5
+shift 5
 docker image inspect --format '{{.Id}}' "$img" >/dev/null 2>&1 || exit 3
 umask 077
 while [ "$n" -gt 0 ]; do
@@ -64,12 +71,18 @@ if [ -n "$out" ]; then
   # `docker run` below then meets a conflict: 77)
   docker rm "$name" >/dev/null 2>&1
 fi
-if ! { cat > "$job" && chmod 600 "$job"; }; then
+# one line (read byte by byte: what follows it on stdin is left for the attach process)
+IFS= read -r line || [ -n "$line" ] || exit 1
+if ! { printf '%s\n' "$line" > "$job" && chmod 600 "$job"; }; then
   rm -f "$job"
   exit 1
 fi
+line=
 if err=$(docker run --volume "$sock:/var/run/docker.sock" "$@" 2>&1 >/dev/null); then
-  exit 0
+  [ "$attach" = attach ] || exit 0
+  echo '::started::'
+  jobs=${job%/*} rid=${job##*/}
+  exec docker exec -i "$name" python -m conveyor.runner attach "${jobs%/*}" "${rid%.json}" 0
 fi
 rm -f "$job"
 case $err in

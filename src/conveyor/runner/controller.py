@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -25,10 +26,12 @@ from conveyor.steps.lock import describe_holder
 from conveyor.steps.record import read_record
 from conveyor.steps.tests import answer
 from conveyor.targets.remote import Remote, tail
+from conveyor.transport import Result
 
 REATTACH_FOR = 120.0  # a lost stream (SSH cut, runner restarting) is re-attached this long
 FINISH_TRIES = 300  # after its last event, the runner's exit is waited for this many 0.1 s
 FALLBACK_TRIES = 5  # the same when the stream ended before the last event
+START_TIMEOUT = 300.0  # runner_start.sh's answer (started, or why not) within this
 
 
 def runner_name(remote: Remote) -> str:
@@ -88,11 +91,54 @@ def _dirs(remote: Remote) -> list[str]:
 
 
 def start_argv(remote: Remote, image: str, job: Job) -> tuple[str, ...]:
-    """runner_start.sh: image check, directories, socket, the lock's state, job, docker run."""
+    """runner_start.sh: image check, directories, socket, the lock's state, job, docker run,
+    then the attach process in the same connection."""
     job_path = f"{jr.jobs_dir(remote.state_dir)}/{job.id}.json"
     dirs = _dirs(remote)
-    return host.argv("runner_start", image, runner_name(remote), job_path, str(len(dirs)),
-                     *dirs, *_run_options(remote, image, job, ["run", job_path]))
+    return host.argv("runner_start", image, runner_name(remote), job_path, "attach",
+                     str(len(dirs)), *dirs, *_run_options(remote, image, job, ["run", job_path]))
+
+
+STARTED = b"::started::\n"  # runner_start.sh: the runner runs; its journal's lines follow
+
+
+def start(remote: Remote, image: str, job: Job
+          ) -> tuple[subprocess.Popen[bytes] | None, Result | None]:
+    """runner_start.sh with the job on its first line of stdin: (the attach process, None)
+    when the runner started, its journal streaming on the process's stdout; else (None, the
+    script's answer)."""
+    argv = start_argv(remote, image, job)
+    proc = remote.transport.popen(argv)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        proc.stdin.write(job.to_json().encode() + b"\n")
+        proc.stdin.flush()
+    except OSError:  # the script ended without reading it: its answer says why
+        pass
+    first: list[bytes] = []
+    reader = threading.Thread(target=lambda: first.append(proc.stdout.readline()),  # type: ignore[union-attr]
+                              name="conveyor-runner-start", daemon=True)
+    reader.start()
+    reader.join(START_TIMEOUT)
+    if reader.is_alive():
+        proc.kill()
+        raise ConveyorError(f"no answer from {remote.host} within {START_TIMEOUT:g} s while "
+                            "starting conveyor's runner",
+                            hint="check the host (its Docker engine) and deploy again")
+    if first == [STARTED]:
+        return proc, None
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    text = (b"".join(first) + out).decode(errors="replace")
+    stderr = err.decode(errors="replace")
+    if proc.returncode == 255 and not text:
+        raise HostUnreachable(f"lost the connection to {remote.host} while starting "
+                              f"conveyor's runner: {tail(stderr)}",
+                              hint="check the host and the network; deploy again")
+    return None, Result(argv, proc.returncode, text, stderr, 0.0, host=remote.host)
 
 
 # runner_start.sh's exit codes
@@ -100,18 +146,19 @@ _NO_IMAGE, _NOT_UNIX, _HELD, _DEAD, _RACE = 3, 4, 75, 76, 77
 
 
 def take(remote: Remote, job: Job, image: str, *, wait: bool, wait_timeout: float,
-         log: Callable[[str], None]) -> None:
+         log: Callable[[str], None]) -> subprocess.Popen[bytes]:
     """Start the runner, in one round trip (runner_start.sh): its name is the lock. A live
     runner holds it; a dead one's run is recovered first, then its container removed. The
-    runner image is brought to the host when it is not there yet."""
+    runner image is brought to the host when it is not there yet. Returns the run's attach
+    process (the same connection)."""
     deadline = time.monotonic() + wait_timeout
     announced = False
     brought = False
     while True:
-        r = remote.transport.run(start_argv(remote, image, job), input=job.to_json(),
-                                 check=False, timeout=300)
-        if r.returncode == 0:
-            return
+        proc, r = start(remote, image, job)
+        if proc is not None:
+            return proc
+        assert r is not None
         if r.returncode == _NO_IMAGE and not brought:
             runner_image.bring_to_host(remote, image, log)
             brought = True
@@ -241,11 +288,12 @@ def _error(event: dict[str, Any]) -> ConveyorError:
     return exc
 
 
-def attach(remote: Remote, run_id: str, emit: EventSink, *, detach: bool = False
+def attach(remote: Remote, run_id: str, emit: EventSink, *, detach: bool = False,
+           first: subprocess.Popen[bytes] | None = None
            ) -> tuple[dict[str, Any] | None, ConveyorError | None, Finished | None]:
     """Stream the run's events until it finishes: (the run_finished event, the error of the
     step that failed, the runner's end when it was read already). (None, None, None) when the
-    controller detached."""
+    controller detached. `first`: the attach process `take` started (else one is started)."""
     seen = 0
     failure: ConveyorError | None = None
     finished: dict[str, Any] | None = None
@@ -280,9 +328,10 @@ def attach(remote: Remote, run_id: str, emit: EventSink, *, detach: bool = False
 
     with _Signals(detach) as sig:
         while True:
-            proc = remote.transport.popen(("docker", "exec", "-i", runner_name(remote),
-                                           "python", "-m", "conveyor.runner", "attach",
-                                           remote.state_dir, run_id, str(seen)))
+            proc = first or remote.transport.popen((
+                "docker", "exec", "-i", runner_name(remote), "python", "-m", "conveyor.runner",
+                "attach", remote.state_dir, run_id, str(seen)))
+            first = None
             assert proc.stdin is not None and proc.stdout is not None
             cancelled = 0
             writing = {"now": False, "cancel_pending": False}
@@ -368,8 +417,9 @@ def run_on_host(dep: Deployment, job: Job, emit: EventSink, *, wait: bool = Fals
     def log(line: str) -> None:
         emit({"event": "message", "text": line})
 
-    take(remote, job, ref, wait=wait, wait_timeout=wait_timeout, log=log)
-    finished, failure, end = attach(remote, job.id, emit, detach=detach)
+    proc = take(remote, job, ref, wait=wait, wait_timeout=wait_timeout, log=log)
+    _open_session_meanwhile(remote)  # for the end's round trip, while the runner runs
+    finished, failure, end = attach(remote, job.id, emit, detach=detach, first=proc)
     if finished is None:
         log(f"detached: deployment {job.id} goes on on {remote.host} (`conveyor status "
             f"{remote.name}`)")
@@ -396,15 +446,14 @@ def run_on_host(dep: Deployment, job: Job, emit: EventSink, *, wait: bool = Fals
 
 
 def _connect_meanwhile(remote: Remote) -> Callable[[], None]:
-    """Open the connection to the host in a thread (a no-op command: the SSH handshake, the
-    master and the command session); the returned function waits for it and raises its
-    error, so that the next command finds the session free."""
+    """Open the connection to the host in a thread (the SSH handshake: the master); the
+    returned function waits for it and raises its error."""
     transport = remote.transport
     errors_: list[BaseException] = []
 
     def connect() -> None:
         try:
-            transport.run(("true",), check=False, timeout=60)
+            transport.connect()
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             errors_.append(exc)
 
@@ -417,3 +466,15 @@ def _connect_meanwhile(remote: Remote) -> Callable[[], None]:
             raise errors_[0]
 
     return wait
+
+
+def _open_session_meanwhile(remote: Remote) -> None:
+    """Start the transport's command session (a no-op command) in a thread, so that the round
+    trip after the run finds it open; an error is left for that round trip to meet."""
+    def open_session() -> None:
+        try:
+            remote.transport.run(("true",), check=False, timeout=60)
+        except Exception:  # noqa: BLE001, S110 - the next command reports the connection
+            pass
+
+    threading.Thread(target=open_session, name="conveyor-session", daemon=True).start()

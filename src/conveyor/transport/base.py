@@ -79,6 +79,9 @@ class Transport:
         r = self.run(["cat", path])
         return r.stdout.encode()
 
+    def connect(self) -> None:
+        """Connect now (nothing for a transport without a connection)."""
+
     def popen(self, argv: Sequence[str]) -> subprocess.Popen[bytes]:
         """An interactive command on the host: stdin, stdout and stderr are pipes."""
         return subprocess.Popen([str(a) for a in argv], stdin=subprocess.PIPE,

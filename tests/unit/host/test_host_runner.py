@@ -35,10 +35,10 @@ def bed(docker, tmp_path):
     return docker
 
 
-def start(bed, *, stdin: str = JOB):
+def start(bed, *, stdin: str = JOB + "\n", attach: str = ""):
     dirs = [str(bed.state), str(bed.state / "jobs"), str(bed.state / "runs"),
             str(bed.root / "backups")]
-    return bed.run("runner_start", IMAGE, NAME, str(bed.job), str(len(dirs)), *dirs,
+    return bed.run("runner_start", IMAGE, NAME, str(bed.job), attach, str(len(dirs)), *dirs,
                    *RUN_OPTIONS, str(bed.job), input=stdin)
 
 
@@ -63,7 +63,7 @@ def test_no_runner_yet_writes_the_job_0600_and_runs_it_with_the_socket(bed):
     r = start(bed)
 
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
-    assert bed.job.read_text() == JOB
+    assert bed.job.read_text() == JOB + "\n"
     assert stat.S_IMODE(bed.job.stat().st_mode) == 0o600
     for d in (bed.state, bed.state / "jobs", bed.state / "runs", bed.root / "backups"):
         assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
@@ -71,6 +71,32 @@ def test_no_runner_yet_writes_the_job_0600_and_runs_it_with_the_socket(bed):
     assert calls(bed, "run") == [["run", "--volume", "/var/run/docker.sock:/var/run/docker.sock",
                                   *RUN_OPTIONS, str(bed.job)]]
     assert calls(bed, "rm") == []
+
+
+def test_with_attach_it_goes_on_as_the_runs_attach_process(bed, tmp_path):
+    """One connection for the start and the stream: after the runner starts, the script
+    prints ::started:: and becomes `docker exec -i RUNNER ... attach STATE RUN 0`, which gets
+    the rest of stdin (the controller's control lines) and whose output follows."""
+    bed.answer("CONTAINER_INSPECT", rc=1)
+    bed.answer("EXEC_PYTHON", out='{"event": "run_started"}\n', stdin=tmp_path / "attach-in")
+    control = '{"step": "test", "verdict": {"ok": true}}\n{"cancel": true}\n'
+
+    r = start(bed, attach="attach", stdin=JOB + "\n" + control)
+
+    assert (r.returncode, r.stdout) == (0, '::started::\n{"event": "run_started"}\n')
+    assert bed.job.read_text() == JOB + "\n", "the job is the first line only"
+    assert (tmp_path / "attach-in.1").read_text() == control
+    assert calls(bed, "exec") == [["exec", "-i", NAME, "python", "-m", "conveyor.runner",
+                                   "attach", str(bed.state), "d2", "0"]]
+
+
+def test_with_attach_a_held_lock_answers_as_without(bed):
+    bed.answer("CONTAINER_INSPECT", out=inspect_out("true", "d1"))
+
+    r = start(bed, attach="attach")
+
+    assert r.returncode == 75 and "::started::" not in r.stdout
+    assert calls(bed, "exec") == [] and not bed.job.exists()
 
 
 def test_the_socket_is_the_one_docker_host_names(bed):
@@ -143,7 +169,7 @@ def test_a_finished_runner_is_removed_without_force_then_the_new_one_runs(bed, e
 
     assert r.returncode == 0
     assert calls(bed, "rm") == [["rm", NAME]]  # a runner started meanwhile is never removed
-    assert len(calls(bed, "run")) == 1 and bed.job.read_text() == JOB
+    assert len(calls(bed, "run")) == 1 and bed.job.read_text() == JOB + "\n"
 
 
 def test_a_runner_without_a_deployment_label_is_removed(bed):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -50,8 +51,44 @@ class FakeTransport:
         rc, out, err = queue.pop(0) if len(queue) > 1 else queue[0]
         return Result(argv, rc, out, err, 0.0)
 
+    def popen(self, argv):
+        """runner_start.sh's connection: its answer from the queue; exit 0 means started (its
+        stdout: ::started::, then what the attach process would stream)."""
+        argv = tuple(str(a) for a in argv)
+        queue = self.answers.get(self.key(argv)) or [(0, "", "")]
+        rc, out, err = queue.pop(0) if len(queue) > 1 else queue[0]
+        proc = FakeProc(rc, ("::started::\n" + out) if rc == 0 else out, err)
+        self.calls.append((argv, proc.stdin))
+        return proc
+
     def keys(self) -> list[str]:
         return [self.key(a) for a, _ in self.calls]
+
+
+class FakeProc:
+    """A finished `ssh ... runner_start.sh` process: its stdout, stderr and exit code."""
+
+    def __init__(self, rc: int, out: str, err: str) -> None:
+        self.stdin = io.BytesIO()
+        self.stdin.close = lambda: None  # type: ignore[method-assign]  # kept readable
+        self.stdout = io.BytesIO(out.encode())
+        self.stderr = io.BytesIO(err.encode())
+        self.rc = rc
+        self.returncode: int | None = None
+
+    def communicate(self, timeout=None):
+        self.returncode = self.rc
+        return self.stdout.read(), self.stderr.read()
+
+    def wait(self, timeout=None):
+        self.returncode = self.rc
+        return self.rc
+
+    def poll(self):
+        return self.returncode
+
+    def kill(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -73,8 +110,9 @@ def setup(tmp_path, monkeypatch):
 
 def take(remote, job, *, wait=False, log=None):
     lines: list[str] = []
-    controller.take(remote, job, RUNNER, wait=wait, wait_timeout=60.0,
-                    log=log or lines.append)
+    proc = controller.take(remote, job, RUNNER, wait=wait, wait_timeout=60.0,
+                           log=log or lines.append)
+    assert isinstance(proc, FakeProc) and proc.rc == 0, "the started runner's attach process"
     return lines
 
 
@@ -84,14 +122,16 @@ def test_one_round_trip_starts_the_runner_with_the_job_on_stdin(setup):
     take(remote, job)
 
     assert fake.keys() == ["conveyor-runner-start"]
-    argv, stdin = fake.calls[0]
-    assert stdin == job.to_json()  # the secrets travel on stdin only, never in the argv
+    argv, sink = fake.calls[0]
+    stdin = sink.getvalue().decode()
+    assert stdin == job.to_json() + "\n"  # the secrets travel on stdin only, never in argv
+    assert "\n" not in job.to_json(), "one line: the rest of stdin is the attach process's"
     assert "t0ken-xyz" not in " ".join(argv) and "t0ken-xyz" in stdin
     job_path = f"{remote.state_dir}/jobs/{job.id}.json"
     dirs = [remote.state_dir, f"{remote.state_dir}/jobs", f"{remote.state_dir}/runs",
             remote.env.backup.dir]
-    assert argv[4:12] == (RUNNER, "notes-dev-runner", job_path, "4", *dirs)
-    rest = argv[12:]
+    assert argv[4:13] == (RUNNER, "notes-dev-runner", job_path, "attach", "4", *dirs)
+    rest = argv[13:]
     assert rest[:3] == ("--detach", "--name", "notes-dev-runner")
     assert ("--restart", "on-failure:5") == rest[rest.index("--restart"):][:2]
     assert rest[-3:] == (RUNNER, "run", job_path)
@@ -174,6 +214,7 @@ def test_a_lost_race_for_the_name_looks_again(setup):
     (4, "tcp://10.0.0.1:2375\n", "", "DOCKER_HOST there is tcp://10.0.0.1:2375"),
     (1, "", "docker: invalid reference format.", "cannot start conveyor's runner"),
     (3, "", "", "cannot start conveyor's runner"),  # still no image after bringing it
+    (255, "", "Connection closed by 10.0.0.5 port 22", "lost the connection to"),
 ])
 def test_other_answers_are_errors(setup, monkeypatch, rc, out, err, message):
     remote, fake, job = setup
