@@ -186,8 +186,12 @@ class SshTransport(Transport):
         with self._master_lock:
             # the socket exists while the master lives (ssh removes it on exit); should a
             # master die uncleanly, ssh falls back to a direct connection: slower, still checked
-            if self._master and os.path.exists(self._control):
-                return
+            if self._master:
+                if os.path.exists(self._control):
+                    return
+                # gone: idle past ControlPersist (a long runner-image build with no session
+                # open) or died; connect again
+                self._master = False
             self._start_master()
             p, self._pending = self._pending, None
             assert p is not None

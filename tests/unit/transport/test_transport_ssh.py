@@ -200,3 +200,21 @@ def test_ssh_failed_tells_opensshs_errors_from_a_commands_exit_255():
     assert ssh_failed(255, "kex_exchange_identification: read: Connection reset by peer\n")
     assert not ssh_failed(255, "")
     assert not ssh_failed(1, "ssh: connect to host h port 22: Connection refused")
+
+
+def test_a_master_gone_idle_is_connected_again(transport, monkeypatch, fake_master):
+    """The master exits after ControlPersist idle seconds (a first deploy builds the runner
+    image for longer than that with no session open): the next command connects again
+    instead of failing (it was an AssertionError)."""
+    import subprocess
+
+    monkeypatch.setattr(subprocess, "run",
+                        lambda argv, **kw: subprocess.CompletedProcess(argv, 0, b"", b""))
+    control = os.path.join(transport.control_dir, "cm")
+    transport._ensure_master()
+    open(control, "w").close()  # the live master's socket
+    transport._ensure_master()
+    assert len(fake_master) == 1 and transport.connections_opened == 1
+    os.remove(control)  # the master exited: ssh removes its socket
+    transport._ensure_master()
+    assert len(fake_master) == 2 and transport.connections_opened == 2
