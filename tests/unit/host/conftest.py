@@ -22,7 +22,9 @@ from conveyor import host
 
 FAKE_DOCKER = r"""#!/bin/sh
 log=${FAKE_DOCKER_LOG:?}
-{ for a in "$@"; do printf '%s\037' "$a"; done; printf '\036'; } >> "$log"
+# one write per call (scripts run some calls at once)
+rec=$(for a in "$@"; do printf '%s\037' "$a"; done; printf '\036')
+printf '%s' "$rec" >> "$log"
 case $1 in
   exec) shift; while [ "${1#-}" != "$1" ]; do shift; done; key=exec_$2 ;;
   container|image) key=$1_$2 ;;

@@ -31,12 +31,37 @@ def test_taken_writes_the_holder_from_stdin_and_prints_the_sections(docker, tmp_
     assert (state / "deployments").is_dir()
     assert stat.S_IMODE((state / "lock").stat().st_mode) == 0o700
     assert stat.S_IMODE((state / "lock" / "holder.json").stat().st_mode) == 0o600
-    assert docker.calls() == [
+    assert sorted(docker.calls()) == [  # run at once: in any order
         ["container", "inspect", "--format", "{{json .}}", "app", "db"],
         ["exec", "db", "psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-U", "u", "-d", "appdb",
          "-c", APPLIED_SQL],
         ["image", "inspect", "--format", "{{json .Config.Labels}}", "img@sha256:ab"],
     ]
+    assert sorted(p.name for p in (state / "lock").iterdir()) == ["holder.json"]
+
+
+def test_the_reads_run_at_once(docker, tmp_path):
+    """The three reads overlap: each call waits (bounded) until all three have started."""
+    slow = tmp_path / "slow"
+    (slow / "started").mkdir(parents=True)
+    real = docker.root / "bin" / "docker"
+    (slow / "docker").write_text(
+        "#!/bin/sh\n"
+        f"d={slow}\n"
+        'touch "$d/started/$$"; i=0\n'
+        'while [ "$(ls "$d/started" | wc -l)" -lt 3 ] && [ $i -lt 100 ]; do\n'
+        "  /bin/sleep 0.1; i=$((i + 1))\n"
+        "done\n"
+        '[ $i -lt 100 ] && echo together >> "$d/seen" || echo alone >> "$d/seen"\n'
+        f'exec {real} "$@"\n')
+    (slow / "docker").chmod(0o755)
+    docker.env["PATH"] = f"{slow}:{docker.env['PATH']}"
+    docker.answer("EXEC_PSQL", out="1 20260101 abc\n")
+
+    r = docker.run("lock", *lock_args(tmp_path / "state"), input=HOLDER)
+
+    assert r.returncode == 0 and "::applied::\n1 20260101 abc\n" in r.stdout
+    assert (slow / "seen").read_text().split() == ["together"] * 3
 
 
 def test_without_a_database_query_or_image_only_the_containers_are_read(docker, tmp_path):
