@@ -106,3 +106,20 @@ def test_a_killed_run_leaves_the_master_only_for_the_persist_time(testbed):
             os.kill(pid, signal.SIGTERM)
         if control_dir:
             shutil.rmtree(control_dir, ignore_errors=True)
+
+
+def test_a_master_gone_idle_is_connected_again(testbed):
+    """A master that exited after ControlPersist idle seconds (a first deploy builds the runner
+    image for longer than that before its first command on the host) is connected again by
+    the next command. It was an AssertionError on a fresh machine's first deploy."""
+    t = SshTransport(_target(testbed), persist=1, session=False)
+    control = os.path.join(t.control_dir, "cm")
+    try:
+        t.connect()
+        assert t.connections_opened == 1
+        wait_gone(control, within=60)  # idle for ControlPersist=1 s: the master exits
+        assert not os.path.exists(control)
+        assert t.run(["echo", "again"]).stdout == "again\n"
+        assert t.connections_opened == 2
+    finally:
+        t.close()
