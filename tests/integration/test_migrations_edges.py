@@ -95,6 +95,13 @@ def test_mig_status_exits_3_on_blocking_problems(pg_url, tmp_path, capsys):
     assert code == 3 and "missing" in out
 
 
+#: sessions of this database in pg_sleep (by wait event: a migration batch's text is cut at
+#: track_activity_query_size, and a text match also matched this query's own text in a
+#: checking session still going away, so the SIGINT could come before the slow migration)
+SLEEPING = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event = 'PgSleep'")
+
+
 def test_mig_ctrl_c_cancels_the_running_migration(pg_url, tmp_path):
     """SIGINT during a long migration: the query is cancelled on the server (not left running),
     its transaction rolled back, exit 130."""
@@ -112,16 +119,58 @@ def test_mig_ctrl_c_cancels_the_running_migration(pg_url, tmp_path):
                           pg_url, "--migration-dir", str(mdir)], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not rows(
-            pg_url, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%'"
-                    " AND pid <> pg_backend_pid()")[0][0]:
+    while time.monotonic() < deadline and not rows(pg_url, SLEEPING)[0][0]:
         time.sleep(0.1)
     t0 = time.monotonic()
     p.send_signal(signal.SIGINT)
     _out, err = p.communicate(timeout=20)
     assert p.returncode == 130, err
     assert time.monotonic() - t0 < 10 and "interrupted" in err
-    assert rows(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%'"
-                        " AND pid <> pg_backend_pid()")[0][0] == 0
+    assert rows(pg_url, SLEEPING)[0][0] == 0
     assert rows(pg_url, "SELECT version FROM __diesel_schema_migrations") == [("1",)]
     assert rows(pg_url, "SELECT to_regclass('slow') IS NULL")[0][0] is True
+
+
+def test_a_lost_cancel_is_sent_again(pg_url, monkeypatch):
+    """Ctrl-C while the server is between two commands of a query: PostgreSQL drops that cancel
+    and the query goes on. The first cancel is dropped here on purpose; the engine sends it
+    again and the query stops, instead of waiting the whole pg_sleep(60)."""
+    import signal
+    import threading
+    import time
+
+    import psycopg
+
+    from conveyor.migrations import wire
+
+    monkeypatch.setattr(wire, "CANCEL_WAIT", 0.5, raising=False)
+    sent: list[str] = []
+    real_cancel = psycopg.Connection.cancel_safe
+
+    def cancel_safe(self, timeout=30.0):
+        sent.append("lost" if not sent else "sent")
+        if len(sent) > 1:
+            real_cancel(self, timeout=timeout)
+
+    monkeypatch.setattr(psycopg.Connection, "cancel_safe", cancel_safe)
+
+    def interrupt_when_sleeping():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not rows(pg_url, SLEEPING)[0][0]:
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    import os
+
+    conn = psycopg.connect(pg_url, autocommit=True)
+    try:
+        threading.Thread(target=interrupt_when_sleeping, daemon=True).start()
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            wire.simple(conn, "SELECT 1; SELECT pg_sleep(60); SELECT 2;")
+        assert time.monotonic() - t0 < 30
+        assert sent[:2] == ["lost", "sent"]
+        assert rows(pg_url, SLEEPING)[0][0] == 0
+        assert wire.execute(conn, "SELECT 42") == [(42,)]  # the connection is usable again
+    finally:
+        conn.close()

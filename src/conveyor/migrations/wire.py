@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import select
+import time
 from dataclasses import dataclass, field
 
 import psycopg
@@ -192,15 +193,38 @@ def _next_result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:
     return pgconn.get_result()
 
 
+#: a cancel that reaches the server between two commands of a query is lost (PostgreSQL drops a
+#: cancel for a backend not running one): sent again this often, this many times
+CANCEL_WAIT = 2.0
+CANCEL_TRIES = 5
+
+
+def _drain(pgconn: pq.abc.PGconn, wait: float | None) -> bool:
+    """Read the running query's results until it ends (True), or for `wait` seconds."""
+    deadline = None if wait is None else time.monotonic() + wait
+    while True:
+        while pgconn.is_busy():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            select.select([pgconn.socket], [], [], left)
+            pgconn.consume_input()
+        if pgconn.get_result() is None:
+            return True
+
+
 def _cancel(conn: psycopg.Connection) -> None:
-    """Cancel the running query and read what it still sends (best effort)."""
+    """Cancel the running query and read what it still sends (best effort): the cancel is sent
+    again while the query goes on (the first may have been lost), then waited for."""
     try:
-        if hasattr(conn, "cancel_safe"):  # psycopg 3.2+
-            conn.cancel_safe(timeout=5.0)
-        else:  # pragma: no cover - psycopg 3.1
-            conn.cancel()
-        while _next_result(conn.pgconn) is not None:
-            pass
+        for _ in range(CANCEL_TRIES):
+            if hasattr(conn, "cancel_safe"):  # psycopg 3.2+
+                conn.cancel_safe(timeout=5.0)
+            else:  # pragma: no cover - psycopg 3.1
+                conn.cancel()
+            if _drain(conn.pgconn, CANCEL_WAIT):
+                return
+        _drain(conn.pgconn, None)  # e.g. a long rollback: it ends on its own
     except (psycopg.Error, KeyboardInterrupt, OSError):
         pass
 
