@@ -115,9 +115,15 @@ def test_mig_ctrl_c_cancels_the_running_migration(pg_url, tmp_path):
     write_migration(mdir, "1_quick", "CREATE TABLE quick (id int);\n")
     write_migration(mdir, "2_slow", "CREATE TABLE slow (id int);\nSELECT pg_sleep(60);\n")
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    p = subprocess.Popen([sys.executable, "-m", "conveyor.migrations", "run", "--database-url",
-                          pg_url, "--migration-dir", str(mdir)], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal delivers it, even when this test runs in a background job (which
+    # inherits SIGINT ignored, and so would the engine: it then never sees the Ctrl-C)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # not SIG_IGN at exec
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "conveyor.migrations", "run",
+                              "--database-url", pg_url, "--migration-dir", str(mdir)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not rows(pg_url, SLEEPING)[0][0]:
         time.sleep(0.1)
@@ -153,6 +159,9 @@ def test_a_lost_cancel_is_sent_again(pg_url, monkeypatch):
             real_cancel(self, timeout=timeout)
 
     monkeypatch.setattr(psycopg.Connection, "cancel_safe", cancel_safe)
+    # Ctrl-C raises KeyboardInterrupt here even in a background job (SIGINT inherited ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request_restore = previous if previous is not None else signal.SIG_DFL
 
     def interrupt_when_sleeping():
         deadline = time.monotonic() + 30
@@ -174,3 +183,4 @@ def test_a_lost_cancel_is_sent_again(pg_url, monkeypatch):
         assert wire.execute(conn, "SELECT 42") == [(42,)]  # the connection is usable again
     finally:
         conn.close()
+        signal.signal(signal.SIGINT, request_restore)
