@@ -187,14 +187,23 @@ def simple(conn: psycopg.Connection, sql: str, rows_starting: str | None = None,
 
 def _next_result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:
     """The next result, waiting on the socket with ``select()`` (Ctrl-C interrupts it)."""
-    while pgconn.is_busy():
-        select.select([pgconn.socket], [], [])
-        pgconn.consume_input()
+    _wait(pgconn, None)
     return pgconn.get_result()
 
 
-#: a cancel that reaches the server between two commands of a query is lost (PostgreSQL drops a
-#: cancel for a backend not running one): sent again this often, this many times
+def _wait(pgconn: pq.abc.PGconn, deadline: float | None) -> bool:
+    """Until the connection is not busy (True), or until `deadline` (monotonic) passes."""
+    while pgconn.is_busy():
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return False
+        select.select([pgconn.socket], [], [], left)
+        pgconn.consume_input()
+    return True
+
+
+#: PostgreSQL drops a cancel that reaches a backend not running a query (one that has not
+#: begun the batch the engine just sent): the cancel is sent again this often, this many times
 CANCEL_WAIT = 2.0
 CANCEL_TRIES = 5
 
@@ -202,15 +211,10 @@ CANCEL_TRIES = 5
 def _drain(pgconn: pq.abc.PGconn, wait: float | None) -> bool:
     """Read the running query's results until it ends (True), or for `wait` seconds."""
     deadline = None if wait is None else time.monotonic() + wait
-    while True:
-        while pgconn.is_busy():
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            select.select([pgconn.socket], [], [], left)
-            pgconn.consume_input()
+    while _wait(pgconn, deadline):
         if pgconn.get_result() is None:
             return True
+    return False
 
 
 def _cancel(conn: psycopg.Connection) -> None:
