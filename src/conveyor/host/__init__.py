@@ -19,7 +19,8 @@ from importlib import resources
 SUMMARIES: dict[str, str] = {
     "lock": "mkdir $1/lock atomically, write holder.json from stdin (else print the holder, "
             "exit 75); inspect the app ($2) and db ($3) containers; the applied migrations: "
-            "psql -U $4 -d $5 -c $6 in $3; whether the image $7 is present (and its labels)",
+            "psql -U $4 -d $5 -c $6 in $3; whether the image $7 is present (and its labels); "
+            "or the reads made before into $8, when done",
     "unlock": "rm -r $1/lock if holder.json names $2",
     "record": "stdin -> $1/history.jsonl (first line) and $1/deployments/$2.json; then unlock "
               "as above if $3 holds the lock",
@@ -54,6 +55,22 @@ SUMMARIES: dict[str, str] = {
                     "the job $3 (0600); docker run the rest with the socket mounted",
     "runner_finish": "wait (at most $2 x 0.1 s) for the runner $1 to exit; cat the record $3",
 }
+
+
+#: reads started before they are needed (the runner's `lock.sh "" ...` as it starts): the
+#: script's name and arguments -> the directory they go to; taken once by the step that uses
+#: them (`take_reads`)
+_READS: dict[tuple[str, ...], str] = {}
+
+
+def reads_started(name: str, args: Sequence[str], directory: str) -> None:
+    _READS[(name, *args)] = directory
+
+
+def take_reads(name: str, args: Sequence[str]) -> str:
+    """The directory of reads started for exactly this script and these arguments ("": none);
+    a second call gets "" (the reads are used once)."""
+    return _READS.pop((name, *args), "")
 
 
 @functools.cache

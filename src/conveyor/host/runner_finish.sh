@@ -5,7 +5,8 @@
 #
 # Arguments:
 #   $1  the runner container's name
-#   $2  how many times to look again (every 0.1 s) while it still runs
+#   $2  how many times to look again (every 0.1 s) while it still runs, after ten
+#       quick looks (every 0.02 s)
 #   $3  the deployment record's path (<state_dir>/deployments/<id>.json)
 #   $4  the run's journal ("": not printed)
 #   $5  how many of the journal's lines the controller has seen already
@@ -15,9 +16,15 @@
 #   the record (JSON).
 # Exit: 0 the record printed; 3 no record (the run never took the lock, or has not ended); 4
 #   the runner still runs.
-n=0
+n=0 quick=10
 while [ "$(docker container inspect --format '{{.State.Running}}' "$1" 2>/dev/null)" = true ]
 do
+  # the runner exits right after its last event: looked at again soon at first
+  if [ "$quick" -gt 0 ]; then
+    quick=$((quick - 1))
+    sleep 0.02
+    continue
+  fi
   n=$((n + 1))
   if [ "$n" -gt "$2" ]; then
     echo '::running::'

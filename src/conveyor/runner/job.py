@@ -13,6 +13,7 @@ from conveyor.config import Config, EnvironmentConfig, RootConfig, UrlDatabase
 from conveyor.imageref import ImageRef
 from conveyor.plans.deployment import Deployment
 from conveyor.state.deploy import DeployOptions, ProdOptions
+from conveyor.steps.lock import lock_args
 from conveyor.steps.tests import Verdicts
 from conveyor.targets.remote import Remote
 
@@ -90,7 +91,8 @@ def job_for(kind: str, dep: Deployment, opts: DeployOptions | ProdOptions,
     what = {"rollback": f"rollback {remote.name} to {image.ref if image else ''}",
             "restore": f"restore {remote.name} from {extra.get('backup_id')}"}.get(
         kind, f"{dep.record.kind} {remote.name} {image.ref if image else ''}")
-    extra = {"what": what, **extra}
+    # what the lock step reads (lock.sh's $2 to $7): the runner starts those reads as it starts
+    extra = {"what": what, "lock_reads": list(lock_args(remote, image)[1:]), **extra}
     return Job(id=dep.record.id, kind=kind, env=remote.name, root=root,
                environment=remote.env.model_dump(mode="json"), options=_options(opts),
                image=asdict(image) if image else None, extra=extra, actor=dep.record.who,

@@ -38,15 +38,18 @@ def _write_env_file(remote: Remote) -> list[Any]:
 def replace_argv(remote: Remote, run_argv: tuple[str, ...], *,
                  has_current: bool) -> tuple[str, ...]:
     """One round trip: write the env file (stdin), keep the running container as `-previous`
-    (stopped), start the new one."""
-    parts: list[Any] = [*_write_env_file(remote), "{",
-                        docker.rm(remote.previous_container, force=True), ">/dev/null", "2>&1",
-                        ";", "}"]
+    (stopped), start the new one. The older `-previous` is removed while the serving one stops
+    (the rename waits for both)."""
+    rm_previous = [docker.rm(remote.previous_container, force=True), ">/dev/null", "2>&1"]
+    parts: list[Any] = [*_write_env_file(remote)]
     if has_current:
-        parts += ["&&", docker.stop(remote.app_container, remote.app.stop_timeout), ">/dev/null",
-                  "&&", docker.rename(remote.app_container, remote.previous_container)]
-    parts += ["&&", run_argv]
-    return sh(*parts)
+        parts += ["{", *rm_previous, "&", "}", "&&",
+                  docker.stop(remote.app_container, remote.app.stop_timeout), ">/dev/null",
+                  "&&", ("wait",), "&&",
+                  docker.rename(remote.app_container, remote.previous_container), "&&"]
+    else:
+        parts += ["{", *rm_previous, ";", "}", "&&"]
+    return sh(*parts, run_argv)
 
 
 def restore_argv(remote: Remote) -> tuple[str, ...]:

@@ -45,13 +45,19 @@ def describe_holder(holder: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def lock_argv(remote: Remote, image: ImageRef | None = None) -> tuple[str, ...]:
+def lock_args(remote: Remote, image: ImageRef | None = None) -> tuple[str, ...]:
+    """lock.sh's arguments $1 to $7: the state directory, then what it reads."""
     db = remote.env.database
     query = isinstance(db, ContainerDatabase) and not remote.cfg.migrations.command
     user, name = (db.user, db.name) if isinstance(db, ContainerDatabase) and query else ("", "")
-    return host.argv("lock", remote.state_dir, remote.app_container, remote.db_container or "",
-                     user, name,
-                     APPLIED_SQL if query else "", image.ref if image else "")
+    return (remote.state_dir, remote.app_container, remote.db_container or "", user, name,
+            APPLIED_SQL if query else "", image.ref if image else "")
+
+
+def lock_argv(remote: Remote, image: ImageRef | None = None,
+              reads: str = "") -> tuple[str, ...]:
+    """lock.sh; `reads`: the directory of the same reads started before (the runner's)."""
+    return host.argv("lock", *lock_args(remote, image), *((reads,) if reads else ()))
 
 
 def unlock_argv(remote: Remote, lock_id: str) -> tuple[str, ...]:
@@ -92,10 +98,11 @@ def parse_lock_output(remote: Remote, text: str) -> dict[str, Any]:
     return out
 
 
-def try_lock(remote: Remote, info: dict[str, Any],
-             image: ImageRef | None = None) -> tuple[bool, dict[str, Any]]:
-    """(acquired, holder-or-state): on success, what `parse_lock_output` read."""
-    r = remote.transport.run(lock_argv(remote, image), input=json.dumps(info) + "\n",
+def try_lock(remote: Remote, info: dict[str, Any], image: ImageRef | None = None,
+             reads: str = "") -> tuple[bool, dict[str, Any]]:
+    """(acquired, holder-or-state): on success, what `parse_lock_output` read (from `reads`,
+    the same reads started before, when they are done)."""
+    r = remote.transport.run(lock_argv(remote, image, reads), input=json.dumps(info) + "\n",
                              check=False, timeout=60)
     if r.returncode == LOCK_HELD:
         try:
@@ -130,8 +137,11 @@ def lock_step(remote: Remote, info: dict[str, Any], *, wait: bool = False,
         deadline = time.monotonic() + wait_timeout
         delay = 0.5
         announced = False
+        # the reads the runner started as it started (under its own lock), used once
+        reads = host.take_reads("lock", lock_args(remote, image)[1:])
         while True:
-            acquired, data = try_lock(remote, info, image)
+            acquired, data = try_lock(remote, info, image, reads)
+            reads = ""
             if acquired:
                 break
             holder = describe_holder(data)

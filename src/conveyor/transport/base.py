@@ -29,7 +29,7 @@ class Result:
 
 
 # glue allowed between quoted argvs in `sh()`: fixed text only, never a user value
-_SH_GLUE = frozenset({"&&", "||", ";", "|", "{", "}", "(", ")", ">", ">>", ">/dev/null",
+_SH_GLUE = frozenset({"&&", "&", "||", ";", "|", "{", "}", "(", ")", ">", ">>", ">/dev/null",
                       "2>/dev/null", "2>&1", "!", "then", "fi", "if", "else"})
 
 

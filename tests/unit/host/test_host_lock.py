@@ -117,3 +117,82 @@ def test_a_state_dir_that_cannot_be_created_exits_1(docker, tmp_path):
 
     assert r.returncode == 1
     assert docker.calls() == []
+
+
+# --------------------------------------------------------------------------- reads made first
+# (the runner starts `lock.sh "" ... DIR PULL` as it starts; its lock step's lock.sh uses DIR)
+
+
+def test_reads_only_writes_the_reads_into_the_directory_and_takes_no_lock(docker, tmp_path):
+    docker.answer("CONTAINER_INSPECT", out='{"Name": "/app"}\n')
+    docker.answer("EXEC_PSQL", out="1 20260101 abc\n")
+    docker.answer("IMAGE_INSPECT", out='{"r": "1"}\n')
+    pre = tmp_path / "pre"
+
+    r = docker.run("lock", "", *lock_args(tmp_path / "state")[1:], str(pre), "img@sha256:ab")
+
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    assert not (tmp_path / "state").exists()
+    assert (pre / "containers").read_text() == '{"Name": "/app"}\n'
+    assert (pre / "applied").read_text() == "1 20260101 abc\n"
+    assert (pre / "image").read_text() == '{"r": "1"}\n'
+    assert (pre / "reads.done").exists() and (pre / "image.done").exists()
+    assert stat.S_IMODE(pre.stat().st_mode) == 0o700
+    calls = docker.calls()
+    assert calls.index(["pull", "--quiet", "img@sha256:ab"]) < calls.index(
+        ["image", "inspect", "--format", "{{json .Config.Labels}}", "img@sha256:ab"])
+
+
+def prefetched(tmp_path, *, reads: bool = True, image: bool = True):
+    pre = tmp_path / "pre"
+    pre.mkdir()
+    (pre / "containers").write_text('{"Name": "/app", "from": "pre"}\n')
+    (pre / "applied").write_text("9 20260109 pre\n")
+    (pre / "image").write_text('{"from": "pre"}\n')
+    if reads:
+        (pre / "reads.done").touch()
+    if image:
+        (pre / "image.done").touch()
+    return pre
+
+
+def test_the_lock_uses_reads_made_first_and_removes_them(docker, tmp_path):
+    state = tmp_path / "state"
+    pre = prefetched(tmp_path)
+
+    r = docker.run("lock", *lock_args(state), str(pre), input=HOLDER)
+
+    assert r.returncode == 0
+    assert r.stdout == ('::containers::\n{"Name": "/app", "from": "pre"}\n'
+                        "::applied::\n9 20260109 pre\n::image::\n{\"from\": \"pre\"}\n")
+    assert docker.calls() == []  # nothing read again
+    assert (state / "lock" / "holder.json").read_text() == HOLDER
+    assert not pre.exists()
+
+
+def test_an_image_read_not_done_yet_is_made_by_the_lock(docker, tmp_path):
+    docker.answer("IMAGE_INSPECT", out='{"from": "lock"}\n')
+    pre = prefetched(tmp_path, image=False)
+
+    r = docker.run("lock", *lock_args(tmp_path / "state"), str(pre), input=HOLDER)
+
+    assert r.returncode == 0
+    assert "::applied::\n9 20260109 pre\n" in r.stdout
+    assert r.stdout.endswith('::image::\n{"from": "lock"}\n')
+    assert docker.calls() == [
+        ["image", "inspect", "--format", "{{json .Config.Labels}}", "img@sha256:ab"]]
+
+
+def test_reads_not_done_in_time_are_made_by_the_lock(docker, tmp_path):
+    docker.answer("CONTAINER_INSPECT", out='{"Name": "/app"}\n')
+    docker.answer("EXEC_PSQL", out="1 20260101 abc\n")
+    docker.answer("IMAGE_INSPECT", out='{"from": "lock"}\n')
+    pre = prefetched(tmp_path, reads=False, image=False)
+
+    r = docker.run("lock", *lock_args(tmp_path / "state"), str(pre), input=HOLDER)
+
+    assert r.returncode == 0
+    assert r.stdout == ('::containers::\n{"Name": "/app"}\n::applied::\n1 20260101 abc\n'
+                        '::image::\n{"from": "lock"}\n')
+    assert docker.sleeps() == ["0.02"] * 100  # waited 2 s (a fake sleep here), bounded
+    assert len(docker.calls()) == 3

@@ -241,8 +241,8 @@ def test_finish_waits_for_a_running_runner_a_bounded_time(docker, tmp_path):
     r = docker.run("runner_finish", NAME, "3", str(record(tmp_path)), "", "0")
 
     assert (r.returncode, r.stdout) == (4, "::running::\n")
-    assert docker.sleeps() == ["0.1", "0.1", "0.1"]
-    assert len(docker.calls()) == 4
+    assert docker.sleeps() == ["0.02"] * 10 + ["0.1", "0.1", "0.1"]
+    assert len(docker.calls()) == 14
 
 
 def test_finish_without_a_record_exits_3(docker, tmp_path):

@@ -334,10 +334,57 @@ def test_app_container_argv(tmp_path, env_secrets, health_server):
     assert first == ("sh", "-c", write_env + "docker run x")
     assert "docker stop" not in first[2] and first[2].endswith("docker run x")
     again = replace_argv(remote, ("docker", "run", "x"), has_current=True)
-    assert again == ("sh", "-c", write_env + "docker stop --time 10 notes-dev-app >/dev/null && "
-                     "docker rename notes-dev-app notes-dev-app-previous && docker run x")
-    assert ("docker stop --time 10 notes-dev-app >/dev/null && docker rename notes-dev-app "
-            "notes-dev-app-previous && docker run x") in again[2]
+    # the older -previous is removed while the serving container stops; the rename waits
+    assert again == ("sh", "-c", ("umask 077 && mkdir -p /srv/conveyor/notes/dev && cat > "
+                     "/srv/conveyor/notes/dev/app.env && { docker rm --force "
+                     "notes-dev-app-previous >/dev/null 2>&1 & } && docker stop --time 10 "
+                     "notes-dev-app >/dev/null && wait && docker rename notes-dev-app "
+                     "notes-dev-app-previous && docker run x"))
+
+
+# a fake docker: `rm` and `stop` each wait (bounded) until the other has started, and say
+# whether they met; `rename` says whether the `rm` had finished; `run` prints an id
+OVERLAP_DOCKER = r"""#!/bin/sh
+d=$FAKE_DIR
+echo "$1" >> "$d/calls"
+meet() {
+  touch "$d/$1-started"; i=0
+  while [ ! -e "$d/$2-started" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+  [ $i -lt 100 ] && echo "$1 met $2" >> "$d/seen" || echo "$1 alone" >> "$d/seen"
+}
+case $1 in
+  rm) meet rm stop; touch "$d/rm-done" ;;
+  stop) meet stop rm ;;
+  rename) [ -e "$d/rm-done" ] && echo "rename after rm" >> "$d/seen" ;;
+  run) echo 0123456789abcdef ;;
+esac
+"""
+
+
+def test_replace_removes_the_older_previous_while_the_app_stops(tmp_path, env_secrets,
+                                                                health_server):
+    """The script itself, in sh: the older -previous is removed while the serving container
+    stops (they overlap), and the rename comes after both."""
+    import subprocess
+
+    port, _ = health_server
+    remote = Remote(make_config(tmp_path, port), "dev", transport_factory=lambda r: FakeHost())
+    fake = tmp_path / "fake"
+    (fake / "bin").mkdir(parents=True)
+    (fake / "bin" / "docker").write_text(OVERLAP_DOCKER)
+    (fake / "bin" / "docker").chmod(0o755)
+    argv = replace_argv(remote, ("docker", "run", "x"), has_current=True)
+    script = argv[2].replace("/srv/conveyor", str(tmp_path / "state"))
+
+    r = subprocess.run(["sh", "-c", script], input=b"A=1\n", capture_output=True, timeout=60,
+                       env={"PATH": f"{fake / 'bin'}:/usr/bin:/bin", "FAKE_DIR": str(fake)},
+                       check=False)
+
+    assert (r.returncode, r.stdout) == (0, b"0123456789abcdef\n")
+    assert sorted((fake / "seen").read_text().splitlines()) == [
+        "rename after rm", "rm met stop", "stop met rm"]
+    assert (fake / "calls").read_text().split()[-2:] == ["rename", "run"]
+    assert (tmp_path / "state" / "notes" / "dev" / "app.env").read_bytes() == b"A=1\n"
 
 
 # --------------------------------------------------------------------------- failures
@@ -553,6 +600,28 @@ def test_an_image_already_on_the_host_is_not_pulled_again(tmp_path, env_secrets,
     pull = next(s for s in dep.record.steps if s["name"] == "pull")
     assert pull["notes"][0].startswith("already present")
     assert dep.record.revision == "present-rev"
+
+
+def test_the_lock_step_takes_the_reads_started_for_it_once(tmp_path, env_secrets,
+                                                           health_server):
+    """The runner's reads started as it started (conveyor.runner.prefetch) are handed to the
+    lock step's lock.sh ($8) when they are for exactly its arguments; a second try of the
+    lock reads for itself."""
+    from conveyor.steps.lock import lock_args
+
+    port, _ = health_server
+    host = healthy_host()
+    remote, dep = plan_for(tmp_path, port, host)
+    args = lock_args(remote, dep.state.image)
+    host_scripts.reads_started("lock", [*args[1:6], "other@sha256:00"], "/tmp/not-these")
+    host_scripts.reads_started("lock", args[1:], "/tmp/conveyor-reads-x")
+    try:
+        assert run_deployment(dep, lambda e: None).ok
+        lock_calls = [argv for argv, _ in host.calls if argv[3:4] == ("conveyor-lock",)]
+        assert lock_calls == [host_scripts.argv("lock", *args, "/tmp/conveyor-reads-x")]
+        assert host_scripts.take_reads("lock", args[1:]) == ""
+    finally:
+        host_scripts.take_reads("lock", [*args[1:6], "other@sha256:00"])
 
 
 @pytest.mark.parametrize("rows", [
