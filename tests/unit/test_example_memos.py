@@ -45,7 +45,11 @@ def test_migrations_have_the_diesel_layout():
     assert len(set(versions)) == len(versions)
 
 
-def test_config_uses_the_built_in_engine_and_the_image_holds_the_migrations(secrets):
+def test_config_uses_the_built_in_engine_and_the_image_holds_the_migrations(secrets,
+                                                                            monkeypatch):
+    # the defaults (the test bed's `scripts/testbed env` points these at its offline images)
+    monkeypatch.delenv("BASE_NODE_IMAGE", raising=False)
+    monkeypatch.delenv("BASE_NODE_BUILD_IMAGE", raising=False)
     cfg = load_config(EXAMPLE)
     assert cfg.migrations.command == []  # no python3 in the image: nothing of conveyor runs there
     dockerfile = (EXAMPLE / "Dockerfile").read_text()
