@@ -52,7 +52,9 @@ SUMMARIES: dict[str, str] = {
     "runner_start": "the runner image $1 present (else exit 3); mkdir the $4 directories that "
                     "follow; the socket of $DOCKER_HOST; the runner $2 running: its labels, exit "
                     "75; stopped with an unfinished journal: exit 76; else removed; stdin -> "
-                    "the job $3 (0600); docker run the rest with the socket mounted",
+                    "the job $3 (0600); docker run the rest with the socket mounted; with $4 = attach, "
+                    "the attach process, then (the run finished) docker wait $2, cat the "
+                    "journal and the record",
     "runner_finish": "wait (at most $2 x 0.1 s) for the runner $1 to exit; cat the record $3",
 }
 

@@ -32,6 +32,7 @@ REATTACH_FOR = 120.0  # a lost stream (SSH cut, runner restarting) is re-attache
 FINISH_TRIES = 300  # after its last event, the runner's exit is waited for this many 0.1 s
 FALLBACK_TRIES = 5  # the same when the stream ended before the last event
 START_TIMEOUT = 300.0  # runner_start.sh's answer (started, or why not) within this
+END_WITHIN = 30.0  # after the run's last event, runner_start.sh's record within this
 
 
 def runner_name(remote: Remote) -> str:
@@ -100,6 +101,7 @@ def start_argv(remote: Remote, image: str, job: Job) -> tuple[str, ...]:
 
 
 STARTED = b"::started::\n"  # runner_start.sh: the runner runs; its journal's lines follow
+JOURNAL_FOLLOWS = b"::journal::\n"  # runner_start.sh, after the attach: the run's end follows
 
 
 def start(remote: Remote, image: str, job: Job
@@ -210,8 +212,9 @@ def recover_dead(remote: Remote, job: Job, image: str, socket: str, rid: str, st
 
 
 class Finished:
-    """runner_finish.sh's answer: whether the runner still runs, the journal's lines the
-    controller had not seen (when asked for), the record (None: none)."""
+    """runner_finish.sh's answer (or runner_start.sh's, after a finished run's journal):
+    whether the runner still runs, the journal's lines the controller had not seen (when asked
+    for), the record (None: none)."""
 
     def __init__(self, stdout: str, returncode: int) -> None:
         self.running = returncode == 4
@@ -246,6 +249,28 @@ def finish(remote: Remote, run_id: str, *, tries: int = FINISH_TRIES,
                                        remote.record_file(run_id), journal, str(seen or 0)),
                              check=False, timeout=120)
     return Finished(r.stdout, r.returncode)
+
+
+def _end_in_stream(proc: subprocess.Popen[bytes], head: bytes = b"") -> Finished | None:
+    """What runner_start.sh prints after the attach process of a finished run, once the runner
+    has exited (the lock is free): "::journal::" and the whole journal, "::record::" and the
+    record (`head`: what was read of it already). None when that does not come within
+    END_WITHIN (or the connection ended first): `finish` then asks in a round trip."""
+    rest: list[bytes] = [head]
+    reader = threading.Thread(target=lambda: rest.append(proc.stdout.read()),  # type: ignore[union-attr]
+                              name="conveyor-runner-end", daemon=True)
+    reader.start()
+    reader.join(END_WITHIN)
+    if reader.is_alive() or len(rest) < 2:
+        return None
+    try:
+        code = proc.wait(timeout=END_WITHIN)
+    except subprocess.TimeoutExpired:
+        return None
+    text = b"".join(rest).decode(errors="replace")
+    if "::record::" not in text.splitlines() or code not in (0, 3):
+        return None
+    return Finished(text, code)
 
 
 class _Signals:
@@ -328,6 +353,7 @@ def attach(remote: Remote, run_id: str, emit: EventSink, *, detach: bool = False
 
     with _Signals(detach) as sig:
         while True:
+            started = first is not None  # runner_start.sh's: the record follows the journal
             proc = first or remote.transport.popen((
                 "docker", "exec", "-i", runner_name(remote), "python", "-m", "conveyor.runner",
                 "attach", remote.state_dir, run_id, str(seen)))
@@ -371,9 +397,17 @@ def attach(remote: Remote, run_id: str, emit: EventSink, *, detach: bool = False
                         send({"detach": True})
                         proc.kill()
                         return None, None, None
+                if started and raw == JOURNAL_FOLLOWS:  # the attach ended with the runner
+                    end = _end_in_stream(proc, raw)
+                    for line in end.journal[seen:] if end is not None else []:
+                        if handle(line, lambda msg: None):
+                            proc.kill()
+                            return finished, failure, end
+                    break
                 if handle(raw, send):
+                    end = _end_in_stream(proc) if started else None
                     proc.kill()
-                    return finished, failure, None
+                    return finished, failure, end
             proc.wait()
             try:
                 # the stream ended: the runner usually stopped right after its last event, and
@@ -418,7 +452,6 @@ def run_on_host(dep: Deployment, job: Job, emit: EventSink, *, wait: bool = Fals
         emit({"event": "message", "text": line})
 
     proc = take(remote, job, ref, wait=wait, wait_timeout=wait_timeout, log=log)
-    _open_session_meanwhile(remote)  # for the end's round trip, while the runner runs
     finished, failure, end = attach(remote, job.id, emit, detach=detach, first=proc)
     if finished is None:
         log(f"detached: deployment {job.id} goes on on {remote.host} (`conveyor status "
@@ -466,15 +499,3 @@ def _connect_meanwhile(remote: Remote) -> Callable[[], None]:
             raise errors_[0]
 
     return wait
-
-
-def _open_session_meanwhile(remote: Remote) -> None:
-    """Start the transport's command session (a no-op command) in a thread, so that the round
-    trip after the run finds it open; an error is left for that round trip to meet."""
-    def open_session() -> None:
-        try:
-            remote.transport.run(("true",), check=False, timeout=60)
-        except Exception:  # noqa: BLE001, S110 - the next command reports the connection
-            pass
-
-    threading.Thread(target=open_session, name="conveyor-session", daemon=True).start()

@@ -90,6 +90,49 @@ def test_with_attach_it_goes_on_as_the_runs_attach_process(bed, tmp_path):
                                    "attach", str(bed.state), "d2", "0"]]
 
 
+def test_with_attach_a_finished_run_ends_with_the_record_once_the_runner_exited(bed, tmp_path):
+    """The run's end in the same connection: the journal ends with run_finished, so the
+    script waits for the runner's container to exit (the lock is free) and prints the whole
+    journal (the runner's exit cut the attach process short) and the record."""
+    bed.answer("CONTAINER_INSPECT", rc=1)
+    started, finished = '{"event": "run_started"}', '{"event": "run_finished", "result": "ok"}'
+    bed.answer("EXEC_PYTHON", out=started + "\n")
+    journal(bed, "d2", started, finished)
+    (bed.state / "deployments").mkdir()
+    (bed.state / "deployments" / "d2.json").write_text('{"id": "d2", "result": "ok"}\n')
+
+    r = start(bed, attach="attach")
+
+    assert r.returncode == 0
+    assert r.stdout == (f"::started::\n{started}\n::journal::\n{started}\n{finished}\n"
+                        '::record::\n{"id": "d2", "result": "ok"}\n')
+    assert calls(bed, "wait") == [["wait", NAME]]
+    assert bed.calls()[-1] == ["wait", NAME], "the record is read after the wait"
+
+
+def test_with_attach_a_finished_run_without_a_record_exits_3(bed):
+    bed.answer("CONTAINER_INSPECT", rc=1)
+    finished = '{"event": "run_finished", "result": "failed"}'
+    journal(bed, "d2", finished)
+
+    r = start(bed, attach="attach")
+
+    assert (r.returncode, r.stdout) == (3, f"::started::\n::journal::\n{finished}\n::record::\n")
+
+
+def test_with_attach_an_unfinished_run_ends_with_the_attach_process(bed):
+    """A detach, or the controller gone: the journal has no run_finished; nothing is waited
+    for, the attach process's exit code is the script's."""
+    bed.answer("CONTAINER_INSPECT", rc=1)
+    bed.answer("EXEC_PYTHON", rc=0)
+    journal(bed, "d2", '{"event": "run_started"}', '{"event": "step_started"}')
+
+    r = start(bed, attach="attach")
+
+    assert (r.returncode, r.stdout) == (0, "::started::\n")
+    assert calls(bed, "wait") == []
+
+
 def test_with_attach_a_held_lock_answers_as_without(bed):
     bed.answer("CONTAINER_INSPECT", out=inspect_out("true", "d1"))
 

@@ -1,5 +1,6 @@
-"""The controller's start-up and end of a run on the host: one round trip each
-(runner_start.sh, runner_finish.sh), what it does with each of their exit codes."""
+"""The controller's start-up and end of a run on the host: one round trip (runner_start.sh,
+whose stream ends with the record; runner_finish.sh when it does not), what it does with each
+of their exit codes."""
 
 from __future__ import annotations
 
@@ -249,3 +250,52 @@ def test_finish_answers_still_running_and_no_record(setup):
     assert (running.running, running.record) == (True, None)
     assert (missing.running, missing.record, missing.journal) == (False, None, [])
     assert fake.calls[0][0][7:] == ("", "0")  # no journal asked for
+
+
+
+LINES = ['{"event": "run_started"}', '{"event": "step_started", "step": "lock"}',
+         '{"event": "step_finished", "step": "lock", "duration": 0.01}',
+         '{"event": "run_finished", "result": "ok", "ok": true, "state": {}}']
+JOURNAL = "".join(line + "\n" for line in LINES)
+RECORD = '::record::\n{"id": "x", "result": "ok"}\n'
+
+
+@pytest.mark.parametrize("streamed", [len(LINES), 2, 0])
+def test_the_runs_end_comes_in_runner_starts_connection_without_a_round_trip(setup, streamed):
+    """After the attach process (usually cut short by the runner's exit: `streamed` of the
+    journal's lines came), runner_start.sh waits for the runner to exit and prints the whole
+    journal and the record: the controller takes the lines it has not seen and the record
+    from the same stream, and asks nothing more."""
+    remote, fake, job = setup
+    proc = FakeProc(0, "".join(line + "\n" for line in LINES[:streamed])
+                    + "::journal::\n" + JOURNAL + RECORD, "")
+    events: list[dict] = []
+
+    finished, failure, end = controller.attach(remote, job.id, events.append, first=proc)
+
+    assert finished is not None and finished["result"] == "ok" and failure is None
+    assert end is not None and (end.running, end.record) == (False, {"id": "x", "result": "ok"})
+    assert [e["event"] for e in events] == ["step_started", "step_finished"], "each event once"
+    assert fake.calls == [], "no round trip: no runner_finish.sh"
+
+
+@pytest.mark.parametrize(("rc", "tail"), [
+    (0, ""),  # the stream ended after the last event (an older script, a cut connection)
+    (255, "::journal::\n" + JOURNAL + "::record::\n"),  # the connection was lost meanwhile
+])
+def test_without_the_record_in_the_stream_the_end_is_asked_for(setup, rc, tail):
+    remote, _, job = setup
+    proc = FakeProc(rc, JOURNAL + tail, "")
+
+    finished, _, end = controller.attach(remote, job.id, lambda e: None, first=proc)
+
+    assert finished is not None and end is None  # run_on_host then calls finish()
+
+
+def test_a_finished_run_without_a_record_in_the_stream_has_none(setup):
+    remote, _, job = setup
+    proc = FakeProc(3, JOURNAL + "::journal::\n" + JOURNAL + "::record::\n", "")
+
+    _, _, end = controller.attach(remote, job.id, lambda e: None, first=proc)
+
+    assert end is not None and (end.running, end.record) == (False, None)
