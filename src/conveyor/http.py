@@ -7,7 +7,6 @@ after a failed deploy). `alive` is asked every few seconds whether waiting still
 
 from __future__ import annotations
 
-import http.client
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,10 @@ USER_AGENT = "conveyor"
 
 def http_get(url: str, timeout: float) -> tuple[int | None, str]:
     """(status, first 2 kB of the body) or (None, what went wrong)."""
+    import http.client  # here, not at the top: it loads ssl, and the controller and the runner
+    # import this module on their way to the first step (15-20 ms each); the first poll of a
+    # health check waits for the app to start anyway
+
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection

@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from importlib import resources
+from pathlib import Path
+
+#: the scripts' directory: conveyor is installed as files (site-packages, the runner image's
+#: /opt/conveyor/src), never zipped; `importlib.resources` would cost the runner's start-up
+#: 15 ms before its first reads (`runner/prefetch.py`)
+_HERE = Path(__file__).parent
 
 #: what each script does, in one line (shown by --dry-run instead of the script's text)
 SUMMARIES: dict[str, str] = {
@@ -49,12 +54,13 @@ SUMMARIES: dict[str, str] = {
     "rehearse": "restore: free disk in $2's data directory >= twice $5's size, psql -c $6 (a "
                 "scratch database $4), pg_restore -d $4 < $5, count its rows (SQL on stdin; "
                 "dropped on failure); drop: psql -c $7 -c $8",
-    "runner_start": "the runner image $1 present (else exit 3); mkdir the $4 directories that "
-                    "follow; the socket of $DOCKER_HOST; the runner $2 running: its labels, exit "
-                    "75; stopped with an unfinished journal: exit 76; else removed; stdin -> "
-                    "the job $3 (0600); docker run the rest with the socket mounted; with $4 = attach, "
-                    "the attach process, then (the run finished) docker wait $2, cat the "
-                    "journal and the record",
+    "runner_start": "the socket of $DOCKER_HOST; mkdir the $5 directories that follow; stdin "
+                    "-> the job $3 (0600); docker run --pull never the rest with the socket "
+                    "mounted (no such image: exit 3); only when the name $2 is taken: running, "
+                    "its labels, exit 75; stopped with an unfinished journal: exit 76; else "
+                    "removed and run again; with $4 = attach, the attach process, then (the run "
+                    "finished) docker wait $2, rm $2 in the background, cat the journal and the "
+                    "record",
     "runner_finish": "wait (at most $2 x 0.1 s) for the runner $1 to exit; cat the record $3",
 }
 
@@ -80,7 +86,7 @@ def script(name: str) -> str:
     """The text of `<name>.sh`."""
     if name not in SUMMARIES:
         raise KeyError(f"no host script {name!r}")
-    return resources.files(__package__).joinpath(f"{name}.sh").read_text(encoding="utf-8")
+    return (_HERE / f"{name}.sh").read_text(encoding="utf-8")
 
 
 def argv(name: str, *args: str) -> tuple[str, ...]:

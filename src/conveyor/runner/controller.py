@@ -92,8 +92,8 @@ def _dirs(remote: Remote) -> list[str]:
 
 
 def start_argv(remote: Remote, image: str, job: Job) -> tuple[str, ...]:
-    """runner_start.sh: image check, directories, socket, the lock's state, job, docker run,
-    then the attach process in the same connection."""
+    """runner_start.sh: socket, directories, job, `docker run` (the lock's state read only
+    when the name is taken), then the attach process in the same connection."""
     job_path = f"{jr.jobs_dir(remote.state_dir)}/{job.id}.json"
     dirs = _dirs(remote)
     return host.argv("runner_start", image, runner_name(remote), job_path, "attach",
