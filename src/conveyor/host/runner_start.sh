@@ -39,6 +39,14 @@
 #   never took the lock), else the attach process's exit code.
 name=$2 job=$3 attach=$4 n=$5
 shift 5
+# <state_dir>/jobs/<id>.json: the state directory and the run's id
+jobs=${job%/*} rid=${job##*/}
+state=${jobs%/*} rid=${rid%.json}
+# the runner does not start: its job file (the secrets) goes, then exit $1
+drop_job() {
+  rm -f "$job"
+  exit "$1"
+}
 host=${DOCKER_HOST:-unix:///var/run/docker.sock}
 case $host in
   unix://*) sock=${host#unix://} ;;
@@ -62,10 +70,7 @@ nl='
 '
 # one line (read byte by byte: what follows it on stdin is left for the attach process)
 IFS= read -r line || [ -n "$line" ] || exit 1
-if ! { printf '%s\n' "$line" > "$job" && chmod 600 "$job"; }; then
-  rm -f "$job"
-  exit 1
-fi
+{ printf '%s\n' "$line" > "$job" && chmod 600 "$job"; } || drop_job 1
 line=
 # the common case first: no runner container (a finished run's is removed at its end), so
 # `docker run` takes the name at once; only when the name is taken is the container looked at
@@ -76,37 +81,32 @@ while :; do
     break
   fi
   case $err in
-    *"No such image"*) rm -f "$job"; exit 3 ;;
+    *"No such image"*) drop_job 3 ;;
     *Conflict*) ;;
-    *) rm -f "$job"; printf '%s\n' "$err" >&2; exit 1 ;;
+    *) printf '%s\n' "$err" >&2; drop_job 1 ;;
   esac
   tries=$((tries - 1))
-  if [ "$tries" -le 0 ]; then
-    rm -f "$job"
-    exit 77
-  fi
+  [ "$tries" -gt 0 ] || drop_job 77
   # one inspect: "<running> <stopped at> <deployment>", then the labels as JSON
   out=$(docker container inspect --format '{{or .State.Running .State.Restarting}} {{.State.FinishedAt}} {{index .Config.Labels "conveyor.deployment"}}
 {{json .Config.Labels}}' "$name" 2>/dev/null)
   [ -n "$out" ] || continue  # gone meanwhile: try the name again
-  state=${out%%"$nl"*}
-  running=${state%% *}
-  finished=${state#* }
-  rid=${finished#* }
+  held=${out%%"$nl"*}
+  running=${held%% *}
+  finished=${held#* }
+  holder=${finished#* }
   finished=${finished%% *}
   if [ "$running" = true ]; then
-    rm -f "$job"
     labels=${out#*"$nl"}
     if [ "$labels" = "$out" ] || [ -z "$labels" ]; then labels='{}'; fi
     printf '%s\n' "$labels"
-    exit 75
+    drop_job 75
   fi
-  if [ -n "$rid" ] && [ "$rid" != "<no value>" ]; then
-    journal="$(dirname "$(dirname "$job")")/runs/$rid/journal.jsonl"
+  if [ -n "$holder" ] && [ "$holder" != "<no value>" ]; then
+    journal="$state/runs/$holder/journal.jsonl"
     if [ -f "$journal" ] && ! tail -n 1 "$journal" | grep -q '"run_finished"'; then
-      rm -f "$job"
-      echo "$rid $finished $sock"
-      exit 76
+      echo "$holder $finished $sock"
+      drop_job 76
     fi
   fi
   # not --force: a runner started meanwhile by another controller is not removed (its name
@@ -115,8 +115,6 @@ while :; do
 done
 [ "$attach" = attach ] || exit 0
 echo '::started::'
-jobs=${job%/*} rid=${job##*/}
-state=${jobs%/*} rid=${rid%.json}
 docker exec -i "$name" python -m conveyor.runner attach "$state" "$rid" 0
 rc=$?
 # the run finished (the journal's last line; not a detach, not a controller gone): once the
